@@ -1,0 +1,50 @@
+# Everything runs from the repo-local virtual environments; `make install`
+# (pulled in by `test` and `export-all`) creates them on a fresh machine.
+PYTHON_BOOT ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+COMPAT_VENV := .venv-compat
+COMPAT_PY := $(COMPAT_VENV)/bin/python
+STAMP := $(VENV)/.installed
+COMPAT_STAMP := $(COMPAT_VENV)/.installed
+
+.PHONY: install compat-env test test-fast export-all docs bench publish-local clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt constraints.txt setup.cfg pyproject.toml
+	$(PYTHON_BOOT) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+compat-env: $(COMPAT_STAMP)
+
+$(COMPAT_STAMP): requirements-compat.txt constraints-compat.txt
+	$(PYTHON_BOOT) -m venv $(COMPAT_VENV)
+	$(COMPAT_PY) -m pip install --quiet --upgrade pip
+	$(COMPAT_PY) -m pip install --quiet -r requirements-compat.txt -c constraints-compat.txt
+	touch $@
+
+# The full suite, including the `compat` tests that run the real hub.Module
+# in the second environment.
+test: install compat-env
+	$(PY) -m pytest -q tests
+
+test-fast: install
+	$(PY) -m pytest -q -m "not compat and not slow" tests
+
+EXPORT_FLAGS ?=
+export-all: install
+	$(PY) -m exporters.export_all $(EXPORT_FLAGS)
+
+docs: install
+	$(PY) -m exporters.docs --output_dir=docs
+
+BENCH_FLAGS ?=
+bench: install
+	$(PY) -m bench $(BENCH_FLAGS)
+
+clean:
+	rm -rf $(VENV) $(COMPAT_VENV) build *.egg-info
