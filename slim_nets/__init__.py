@@ -1,0 +1,46 @@
+"""TF-Slim graph builders for NASNet-A and PNASNet-5 (graph code only).
+
+`NETS` maps each model name to its builder, arg scope and config, the way
+TF-Slim's nets_factory does; `build()` applies the arg scope and builds.
+Importing this package applies the tf-slim compatibility fixes first.
+"""
+import collections
+
+import tensorflow.compat.v1 as tf
+
+from slim_nets import tf_slim_compat  # noqa: F401  (must precede any tf_slim use)
+from slim_nets import nasnet, pnasnet
+from slim_nets.tf_slim_compat import slim
+
+Net = collections.namedtuple("Net", ["build", "arg_scope", "config", "image_size"])
+
+NETS = {
+    "nasnet_mobile": Net(nasnet.build_nasnet_mobile, nasnet.nasnet_mobile_arg_scope,
+                         nasnet.nasnet_mobile_config, 224),
+    "nasnet_large": Net(nasnet.build_nasnet_large, nasnet.nasnet_large_arg_scope,
+                        nasnet.nasnet_large_config, 331),
+    "pnasnet_large": Net(pnasnet.build_pnasnet_large, pnasnet.pnasnet_large_arg_scope,
+                         pnasnet.pnasnet_large_config, 331),
+    "pnasnet_mobile": Net(pnasnet.build_pnasnet_mobile, pnasnet.pnasnet_mobile_arg_scope,
+                          pnasnet.pnasnet_mobile_config, 224),
+}
+
+
+def get_net(name: str) -> Net:
+  try:
+    return NETS[name]
+  except KeyError:
+    raise ValueError(f"unknown network {name!r}; known: {', '.join(NETS)}") from None
+
+
+def build(name, images, is_training=False, num_classes=1001, use_aux_head=False,
+          batch_norm_decay=0.9997, batch_norm_updates_collections=tf.GraphKeys.UPDATE_OPS):
+  """Builds network `name` under its arg scope; returns (logits, end_points).
+
+  `images` are the network's own input, scaled to [-1, 1].
+  """
+  net = get_net(name)
+  with slim.arg_scope(net.arg_scope(batch_norm_decay=batch_norm_decay,
+                                    batch_norm_updates_collections=batch_norm_updates_collections)):
+    return net.build(images, num_classes=num_classes, is_training=is_training,
+                     use_aux_head=use_aux_head)

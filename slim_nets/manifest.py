@@ -1,0 +1,42 @@
+"""Lists the variables a model's graph creates, in the checkpoint manifest format.
+
+  python -m slim_nets.manifest --model=nasnet_mobile [--aux]
+
+prints `name<TAB>d0,d1,...` per variable (as ../shared/checkpoints/manifests).
+"""
+import sys
+
+from absl import app, flags
+
+FLAGS = flags.DEFINE_string("model", None, "Network name, e.g. nasnet_mobile.", required=True)
+AUX = flags.DEFINE_bool("aux", False, "Include the auxiliary head's variables.")
+
+
+def graph_variables(model: str, aux: bool = False) -> list[tuple[str, tuple[int, ...]]]:
+  """(name, shape) of every variable the graph for `model` creates, in creation order."""
+  import tensorflow.compat.v1 as tf
+  import slim_nets
+  net = slim_nets.get_net(model)
+  graph = tf.Graph()
+  with graph.as_default():
+    images = tf.placeholder(tf.float32, [1, net.image_size, net.image_size, 3])
+    # Training mode: the aux head exists only there in TF-Slim's own graphs.
+    slim_nets.build(model, images, is_training=aux, use_aux_head=aux)
+    return [(v.op.name, tuple(v.shape.as_list())) for v in tf.global_variables()]
+
+
+def format_manifest(variables) -> str:
+  return "".join(f"{name}\t{','.join(map(str, shape))}\n" for name, shape in variables)
+
+
+def main(argv):
+  del argv
+  try:
+    variables = graph_variables(FLAGS.value, AUX.value)
+  except ValueError as e:
+    sys.exit(f"error: {e}")
+  sys.stdout.write(format_manifest(variables))
+
+
+if __name__ == "__main__":
+  app.run(main)
