@@ -1,0 +1,67 @@
+"""The Slim graph as a hub model sees it: [0, 1] images in, logits and features out.
+
+Both export formats and the verification reference build the network
+through here, so the input convention (the network sees 2*x-1) and the
+output names are stated once.
+"""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow.compat.v1 as tf
+
+import slim_nets
+from registry import Model
+
+
+def build_outputs(model: Model, images, *, training: bool, batch_norm_momentum=0.9997,
+                  batch_norm_updates_collections=tf.GraphKeys.UPDATE_OPS) -> dict:
+  """Builds `model` on [0, 1] `images`; returns {"logits", "features"} tensors.
+
+  `batch_norm_momentum` may be a scalar tensor. With
+  `batch_norm_updates_collections=None` the moving-average updates run with
+  the outputs (TF2 style); otherwise they go to that collection (TF1 style).
+  """
+  logits, end_points = slim_nets.build(
+      model.name, 2.0 * images - 1.0, is_training=training, use_aux_head=False,
+      batch_norm_decay=batch_norm_momentum,
+      batch_norm_updates_collections=batch_norm_updates_collections)
+  return {"logits": logits, "features": end_points["global_pool"]}
+
+
+def probe_images(model: Model, batch_size: int = 2, seed: int = 0) -> np.ndarray:
+  """A deterministic batch of [0, 1] images for verification."""
+  rng = np.random.RandomState(seed)
+  return rng.uniform(0.0, 1.0, (batch_size, model.image_size, model.image_size, 3)).astype(
+      np.float32)
+
+
+class SlimReference:
+  """The original Slim graph restored from a checkpoint: what exports must reproduce."""
+
+  def __init__(self, model: Model, checkpoint_path: str):
+    self.model = model
+    self.checkpoint_path = checkpoint_path
+    self._sessions = {}
+
+  def _session(self, training: bool):
+    if training not in self._sessions:
+      graph = tf.Graph()
+      with graph.as_default():
+        images = tf.placeholder(tf.float32, [None, self.model.image_size, self.model.image_size, 3])
+        outputs = build_outputs(self.model, images, training=training,
+                                batch_norm_updates_collections=None)
+        saver = tf.train.Saver(tf.global_variables())
+        session = tf.Session(graph=graph)
+        saver.restore(session, self.checkpoint_path)
+      self._sessions[training] = (session, images, outputs)
+    return self._sessions[training]
+
+  def outputs(self, images: np.ndarray, training: bool = False) -> dict[str, np.ndarray]:
+    """Runs the graph; training mode uses batch statistics (and updates its own copy)."""
+    session, placeholder, outputs = self._session(training)
+    return session.run(outputs, {placeholder: images})
+
+  def close(self):
+    for session, _, _ in self._sessions.values():
+      session.close()
+    self._sessions.clear()
