@@ -76,6 +76,11 @@ class Registry:
   publisher: dict
   models: dict[str, Model]
   versions: dict[int, Version]
+  # Card-only tables (see models.toml): what every card states, the papers
+  # cards cite, and per-family texts. Empty when a registry carries no cards.
+  cards: dict = dataclasses.field(default_factory=dict)
+  papers: dict[str, dict] = dataclasses.field(default_factory=dict)
+  families: dict[str, dict] = dataclasses.field(default_factory=dict)
 
   def model(self, name: str) -> Model:
     try:
@@ -168,7 +173,27 @@ def from_dict(data: dict) -> Registry:
     core["models"] = tuple(core["models"])
     extra = {k: v for k, v in entry.items() if k not in _VERSION_FIELDS}
     versions[int(number)] = Version(number=int(number), extra=extra, **core)
-  return Registry(publisher=publisher, models=models, versions=versions)
+  papers = dict(data.get("papers", {}))
+  families = dict(data.get("families", {}))
+  if families:
+    _check_families(models, families, papers)
+  return Registry(publisher=publisher, models=models, versions=versions,
+                  cards=dict(data.get("cards", {})), papers=papers, families=families)
+
+
+def _check_families(models: dict[str, Model], families: dict, papers: dict) -> None:
+  """Every model's family has card texts, and every cited paper exists."""
+  for m in models.values():
+    if m.family not in families:
+      raise RegistryError(
+          f"registry model {m.name!r} has family {m.family!r}, which has no "
+          f"[families.{m.family}] table; known families: {', '.join(families)}")
+  for name, family in families.items():
+    unknown = [p for p in family.get("papers", ()) if p not in papers]
+    if unknown:
+      raise RegistryError(
+          f"registry family {name!r} cites unknown papers {unknown}; "
+          f"known papers: {', '.join(papers) or 'none'}")
 
 
 def load(path: str | pathlib.Path = REGISTRY_FILE) -> Registry:

@@ -3,13 +3,13 @@
   python -m slim_nets.manifest --model=nasnet_mobile [--aux]
 
 prints `name<TAB>d0,d1,...` per variable (as ../shared/checkpoints/manifests).
+Libraries import `graph_variables` from here; the flags are defined only
+when this module runs as a program, so importing it never clashes with the
+importer's own flags.
 """
 import sys
 
 from absl import app, flags
-
-FLAGS = flags.DEFINE_string("model", None, "Network name, e.g. nasnet_mobile.", required=True)
-AUX = flags.DEFINE_bool("aux", False, "Include the auxiliary head's variables.")
 
 
 def graph_variables(model: str, aux: bool = False) -> list[tuple[str, tuple[int, ...]]]:
@@ -32,11 +32,13 @@ def format_manifest(variables) -> str:
 def main(argv):
   del argv
   try:
-    variables = graph_variables(FLAGS.value, AUX.value)
+    variables = graph_variables(flags.FLAGS.model, flags.FLAGS.aux)
   except ValueError as e:
     sys.exit(f"error: {e}")
   sys.stdout.write(format_manifest(variables))
 
 
 if __name__ == "__main__":
+  flags.DEFINE_string("model", None, "Network name, e.g. nasnet_mobile.", required=True)
+  flags.DEFINE_bool("aux", False, "Include the auxiliary head's variables.")
   app.run(main)

@@ -1,0 +1,65 @@
+"""Generates the model cards (Markdown docs) of every published release.
+
+  python -m exporters.docs --output_dir=docs           # (re)write docs/
+  python -m exporters.docs --output_dir=docs --check   # exit 1 if docs/ is stale
+  python -m exporters.docs --output_dir=/tmp/d --models=nasnet_large --versions=5
+
+Writes `<output_dir>/google/models/imagenet/<model>/<module type>/<version>.md`
+from registry/models.toml and exporters/templates/; every card is validated
+before anything is written. The logic lives in exporters/docs_lib.py.
+"""
+from __future__ import annotations
+
+import pathlib
+import sys
+
+from absl import app
+from absl import flags
+
+import registry
+from exporters import card_validator
+from exporters import docs_lib
+
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", "docs", "Root of the generated docs tree.")
+_TITLE_STYLE = flags.DEFINE_enum(
+    "title_style", "plain", docs_lib.TITLE_STYLES,
+    "plain: '# Module google/imagenet/...'; zwnj: '&zwnj;' after each '/' of the handle "
+    "(an older rendering convention).")
+_MODELS = flags.DEFINE_list("models", [], "Only these models (default: all).")
+_MODULE_TYPES = flags.DEFINE_list("module_types", [], "Only these module types (default: both).")
+_VERSIONS = flags.DEFINE_list("versions", [], "Only these versions (default: all published).")
+_CHECK = flags.DEFINE_bool(
+    "check", False, "Write nothing; exit 1 if the tree on disk differs from a fresh generation.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  try:
+    versions = tuple(int(v) for v in _VERSIONS.value)
+  except ValueError:
+    raise app.UsageError(f"--versions takes version numbers, got {_VERSIONS.value}") from None
+  config = docs_lib.DocsConfig(
+      output_dir=pathlib.Path(_OUTPUT_DIR.value), title_style=_TITLE_STYLE.value,
+      models=tuple(_MODELS.value), module_types=tuple(_MODULE_TYPES.value),
+      versions=versions, check=_CHECK.value)
+  try:
+    result = docs_lib.run(config)
+  except (registry.RegistryError, card_validator.CardError) as e:
+    print(f"docs: {e}", file=sys.stderr)
+    return 2
+  verb = ("would write", "would remove") if config.check else ("wrote", "removed")
+  for path in result.changed:
+    print(f"{verb[0]} {config.output_dir / path}")
+  for path in result.removed:
+    print(f"{verb[1]} {config.output_dir / path}")
+  print(f"{len(result.cards)} cards validated; {len(result.changed)} changed, "
+        f"{len(result.removed)} removed under {config.output_dir}")
+  if config.check and not result.up_to_date:
+    print(f"docs: {config.output_dir} is out of date; run `make docs`", file=sys.stderr)
+    return 1
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(main)

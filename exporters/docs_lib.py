@@ -1,0 +1,260 @@
+"""Renders the model cards (Markdown docs) of every published release.
+
+Each card is a registry entry pushed through the Jinja2 template of its card
+family (`templates/<card_family>_<module type>.md.j2`); no fact about a model or
+version is written here. Rendering is strict (a field the registry lacks fails
+loudly), every card passes `card_validator` before any file is touched, and
+files are replaced atomically, so a failed run leaves the docs tree as it was.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import tempfile
+
+import jinja2
+
+import registry
+from exporters import card_validator
+
+TEMPLATE_DIR = pathlib.Path(__file__).with_name("templates")
+TITLE_STYLES = ("plain", "zwnj")
+# Version card fields a `card_quirks.<model>` table may override for one model.
+QUIRK_FIELDS = ("card_family", "card_metadata", "asset_path", "metadata_blank_lines",
+                "labels_file_link")
+
+
+@dataclasses.dataclass(frozen=True)
+class DocsConfig:
+  """What to generate and where; empty filters mean every published release."""
+  output_dir: pathlib.Path
+  title_style: str = "plain"  # "zwnj": `&zwnj;` after each `/` of the title's handle.
+  models: tuple[str, ...] = ()
+  module_types: tuple[str, ...] = ()
+  versions: tuple[int, ...] = ()
+  check: bool = False  # Only compare with the tree on disk; write nothing.
+
+  @property
+  def filtered(self) -> bool:
+    return bool(self.models or self.module_types or self.versions)
+
+
+@dataclasses.dataclass(frozen=True)
+class DocsResult:
+  """Card paths, relative to the output directory, by what happened to them."""
+  cards: tuple[str, ...]  # Every card generated.
+  changed: tuple[str, ...]  # New or different: written (with `check`: would be).
+  removed: tuple[str, ...]  # Cards of no published release: deleted (with `check`: would be).
+
+  @property
+  def up_to_date(self) -> bool:
+    return not self.changed and not self.removed
+
+
+def card_path(release: registry.Release) -> pathlib.PurePosixPath:
+  """`<publisher>/models/<collection>/<model>/<module type>/<version>.md`, the hub's docs layout."""
+  publisher = release.registry.publisher
+  return pathlib.PurePosixPath(publisher["name"], "models", publisher["collection"],
+                               release.model.name, release.module_type,
+                               f"{release.version.number}.md")
+
+
+def environment() -> jinja2.Environment:
+  """The templates' Jinja2 environment: strict, and byte-exact about whitespace."""
+  return jinja2.Environment(
+      loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+      undefined=jinja2.StrictUndefined,
+      keep_trailing_newline=True,
+      trim_blocks=True,
+      lstrip_blocks=True,
+      autoescape=False)
+
+
+def card_context(release: registry.Release, title_style: str = "plain") -> dict:
+  """Everything a card template may print, taken from the release's registry entries."""
+  if title_style not in TITLE_STYLES:
+    raise ValueError(f"unknown title style {title_style!r}; expected one of {', '.join(TITLE_STYLES)}")
+  reg, model, version = release.registry, release.model, release.version
+  where = release.handle_with_version
+  card = _card_fields(release)
+  model_fields = {f.name: getattr(model, f.name) for f in dataclasses.fields(model) if f.name != "extra"}
+  model_fields.update(model.extra, checkpoint_label=model.checkpoint_label)
+  family = _family_texts(release, model_fields)
+
+  metadata_values = {
+      "asset-path": _field(card, "asset_path", f"version {version.number}"),
+      "dataset": _field(reg.cards, "dataset", "[cards]"),
+      "fine-tunable": "true" if _field(reg.cards, "fine_tunable", "[cards]") else "false",
+      "format": version.format,
+      "module-type": card_validator.MODULE_TYPE_TAGS[release.module_type],
+      "network-architecture": model.display_name,
+  }
+  metadata_keys = _field(card, "card_metadata", f"version {version.number}")
+  unknown = [k for k in metadata_keys if k not in metadata_values]
+  if unknown:
+    raise registry.RegistryError(
+        f"{where}: card_metadata names unknown keys {unknown}; known keys: "
+        f"{', '.join(metadata_values)}")
+
+  history = [v for v in reg.model_versions(model.name) if v.number <= version.number]
+  changelog = [{"version": v.number, "entries": _field(v.extra, "changelog", f"version {v.number}")}
+               for v in history] if len(history) > 1 else []
+
+  companion_type = next(t for t in registry.MODULE_TYPES if t != release.module_type)
+  companion = reg.release(model.name, companion_type, version.number)
+  hub_url = _field(reg.cards, "hub_url", "[cards]")
+  return {
+      "card_family": _field(card, "card_family", f"version {version.number}"),
+      "title_handle": release.handle.replace("/", "/&zwnj;") if title_style == "zwnj" else release.handle,
+      "version": version.number,
+      "url": hub_url + release.handle_with_version,
+      "companion": {"handle": companion.handle_with_version,
+                    "url": hub_url + companion.handle_with_version},
+      "model": model_fields,
+      "family": family,
+      "training_source": family["training_source"],
+      "dataset": metadata_values["dataset"],
+      "num_classes": reg.publisher["num_classes"],
+      "metadata": [(key, metadata_values[key]) for key in metadata_keys],
+      "metadata_blank_lines": card.get("metadata_blank_lines"),
+      "labels_file_link": card.get("labels_file_link", True),
+      "batch_norm_momentum": version.batch_norm_momentum,
+      "changelog": changelog,
+  }
+
+
+def render_card(release: registry.Release, title_style: str = "plain",
+                env: jinja2.Environment | None = None) -> str:
+  """The card of `release`, unvalidated; raises RegistryError for a missing field."""
+  context = card_context(release, title_style)
+  env = env or environment()
+  name = f"{context['card_family']}_{release.module_type}.md.j2"
+  try:
+    template = env.get_template(name)
+  except jinja2.TemplateNotFound:
+    families = sorted({p.name.rsplit("_", 2)[0] for p in TEMPLATE_DIR.glob("*.md.j2")
+                       if not p.name.startswith("_")})
+    raise registry.RegistryError(
+        f"{release.handle_with_version}: card_family {context['card_family']!r} has no "
+        f"template {name} in {TEMPLATE_DIR}; card families with templates: "
+        f"{', '.join(families)}") from None
+  try:
+    return template.render(context)
+  except jinja2.UndefinedError as e:
+    raise registry.RegistryError(
+        f"{release.handle_with_version}: template {name} needs a value the registry "
+        f"does not give: {e.message}") from e
+
+
+def render_cards(config: DocsConfig, reg: registry.Registry | None = None) -> dict[str, str]:
+  """Relative path -> card text for the selected releases, every card validated.
+
+  Raises CardError listing the problems of every invalid card.
+  """
+  reg = reg or registry.default()
+  env = environment()
+  cards, problems = {}, []
+  for release in reg.releases(models=config.models, module_types=config.module_types,
+                              versions=config.versions):
+    path = str(card_path(release))
+    text = render_card(release, config.title_style, env)
+    problems.extend(f"{path}: {p}" for p in card_validator.validate(text, release.handle_with_version))
+    cards[path] = text
+  if problems:
+    raise card_validator.CardError(f"{len(problems)} problems in generated cards", problems)
+  return cards
+
+
+def run(config: DocsConfig, reg: registry.Registry | None = None) -> DocsResult:
+  """Generates the cards and brings `config.output_dir` in line with them (or, with
+  `check`, only reports what differs). Without filters, cards of releases the
+  registry no longer publishes are removed."""
+  reg = reg or registry.default()
+  cards = render_cards(config, reg)
+  out = pathlib.Path(config.output_dir)
+  changed = [p for p, text in cards.items() if _read_bytes(out / p) != text.encode("utf-8")]
+  removed = [] if config.filtered else [p for p in _existing_cards(out, reg) if p not in cards]
+  if not config.check:
+    for p in changed:
+      _write_atomically(out / p, cards[p])
+    for p in removed:
+      (out / p).unlink()
+  return DocsResult(cards=tuple(cards), changed=tuple(changed), removed=tuple(removed))
+
+
+def _card_fields(release: registry.Release) -> dict:
+  """The version's card fields with the model's `card_quirks` applied."""
+  version = release.version
+  quirks = version.extra.get("card_quirks", {})
+  unknown_models = [m for m in quirks if m not in version.models]
+  if unknown_models:
+    raise registry.RegistryError(
+        f"version {version.number}: card_quirks for {unknown_models}, which do not have "
+        f"this version; its models: {', '.join(version.models)}")
+  own = quirks.get(release.model.name, {})
+  unknown = [k for k in own if k not in QUIRK_FIELDS]
+  if unknown:
+    raise registry.RegistryError(
+        f"version {version.number}: card_quirks.{release.model.name} sets unknown fields "
+        f"{unknown}; fields a quirk may set: {', '.join(QUIRK_FIELDS)}")
+  return {**version.extra, **own}
+
+
+def _family_texts(release: registry.Release, model_fields: dict) -> dict:
+  """The model family's card texts, overridden by the model's own, papers resolved."""
+  reg, model = release.registry, release.model
+  if model.family not in reg.families:
+    raise registry.RegistryError(
+        f"model {model.name!r}: family {model.family!r} has no [families.{model.family}] "
+        f"table; known families: {', '.join(reg.families) or 'none'}")
+  texts = {k: model.extra.get(k, v) for k, v in reg.families[model.family].items()}
+  where = f"family {model.family!r}"
+  try:
+    cells_text = _field(texts, "cells_text", where).format_map(model_fields)
+  except KeyError as e:
+    raise registry.RegistryError(
+        f"{where}: cells_text names {{{e.args[0]}}}, which model {model.name!r} lacks") from None
+  papers = []
+  for key in _field(texts, "papers", where):
+    if key not in reg.papers:
+      raise registry.RegistryError(
+          f"{where} cites unknown paper {key!r}; known papers: {', '.join(reg.papers)}")
+    papers.append(reg.papers[key])
+  return {**texts, "cells_text": cells_text, "papers": papers}
+
+
+def _field(table: dict, key: str, where: str):
+  try:
+    return table[key]
+  except KeyError:
+    raise registry.RegistryError(
+        f"registry {where} lacks card field {key!r}; it has: {', '.join(table) or 'nothing'}") from None
+
+
+def _existing_cards(out: pathlib.Path, reg: registry.Registry) -> list[str]:
+  """Cards on disk in the generated layout (`<model>/<module type>/<version>.md`)."""
+  root = out / reg.publisher["name"] / "models" / reg.publisher["collection"]
+  return sorted(p.relative_to(out).as_posix() for p in root.glob("*/*/*.md")
+                if p.parent.name in registry.MODULE_TYPES and p.stem.isdigit())
+
+
+def _read_bytes(path: pathlib.Path) -> bytes | None:
+  try:
+    return path.read_bytes()
+  except FileNotFoundError:
+    return None
+
+
+def _write_atomically(path: pathlib.Path, text: str) -> None:
+  """Writes through a temporary file in the same folder, so readers never see half a card."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+  try:
+    with os.fdopen(fd, "wb") as f:
+      f.write(text.encode("utf-8"))
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+  except BaseException:
+    pathlib.Path(tmp).unlink(missing_ok=True)
+    raise

@@ -1,0 +1,335 @@
+"""Model cards: generated from the registry, byte-identical to the published ones."""
+import copy
+import re
+import subprocess
+import sys
+import tomllib
+
+import pytest
+
+import registry
+from tests.conftest import REPO, SHARED, require_shared
+from exporters import card_validator
+from exporters import docs_lib
+
+REFERENCE_DOCS = SHARED / "reference-docs"
+RELEASES = list(registry.default().releases())
+# The models and versions ../shared/reference-docs holds every published card of.
+REFERENCE_MODELS = ("nasnet_mobile", "pnasnet_large")
+REFERENCE_VERSIONS = (1, 2, 3, 4)
+
+
+def _reference_paths():
+  """Every reference card's relative path; one skipping parameter when ../shared is absent."""
+  if not REFERENCE_DOCS.is_dir():
+    return [pytest.param(None, marks=pytest.mark.skip(
+        reason=f"reference data {REFERENCE_DOCS} is absent (../shared is only beside the "
+               f"project in CI and developer checkouts)"))]
+  return sorted(p.relative_to(REFERENCE_DOCS).as_posix() for p in REFERENCE_DOCS.rglob("*.md"))
+
+
+def _registry_data():
+  with open(registry.REGISTRY_FILE, "rb") as f:
+    return copy.deepcopy(tomllib.load(f))
+
+
+@pytest.fixture(scope="module")
+def cards():
+  """Relative path -> text of every card, as `make docs` generates them."""
+  return docs_lib.render_cards(docs_lib.DocsConfig(output_dir=REPO / "docs"))
+
+
+@pytest.mark.parametrize("relative_path", _reference_paths())
+def test_reference_doc_is_reproduced_byte_for_byte(cards, relative_path):
+  expected = (REFERENCE_DOCS / relative_path).read_bytes()
+  assert relative_path in cards, f"{relative_path} is published, but the registry has no release for it"
+  assert cards[relative_path].encode("utf-8") == expected
+
+
+def test_reference_docs_cover_every_release_they_should(cards):
+  """reference-docs holds every published card of its models and versions, no more."""
+  require_shared("reference-docs")
+  expected = {str(docs_lib.card_path(r)) for r in registry.default().releases(
+      models=REFERENCE_MODELS, versions=REFERENCE_VERSIONS)}
+  assert set(_reference_paths()) == expected
+  assert len(expected) == 14
+
+
+def test_seed_000_with_zwnj_title_style():
+  seed = require_shared("seeds", "000_900e6704dde24566.txt").read_bytes()
+  release = registry.default().release("nasnet_mobile", "classification", 4)
+  card = docs_lib.render_card(release, title_style="zwnj")
+  assert card.encode("utf-8") == seed
+  assert card.splitlines()[0] == "# Module google/&zwnj;imagenet/&zwnj;nasnet_mobile/&zwnj;classification/4"
+
+
+def test_zwnj_title_style_changes_only_the_title():
+  release = registry.default().release("pnasnet_large", "feature_vector", 2)
+  plain = docs_lib.render_card(release).split("\n")
+  zwnj = docs_lib.render_card(release, title_style="zwnj").split("\n")
+  assert plain[1:] == zwnj[1:]
+  assert zwnj[0].replace("&zwnj;", "") == plain[0]
+
+
+def _markdown_to_text(markdown: str) -> str:
+  """The text a reader sees: no markup, code kept, whitespace collapsed."""
+  lines = []
+  for line in markdown.splitlines():
+    if line.startswith(("```", "<!--")):
+      continue
+    line = re.sub(r"^#+ ", "", line)  # Headings.
+    line = re.sub(r"^\s*\* ", "", line)  # List bullets.
+    lines.append(line)
+  text = "\n".join(lines)
+  text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", text)  # Links keep their text.
+  text = text.replace("`", "")
+  text = re.sub(r"\*([^*\n]+)\*", r"\1", text)  # Emphasis.
+  return " ".join(text.split())
+
+
+def test_seed_004_sentences_all_appear_in_the_generated_card(cards):
+  """004 is the rendered web page of nasnet_mobile/classification/1 (an older edition)."""
+  page = require_shared("seeds", "004_e3b3f6aa8ed7f32b.txt").read_text()
+  # The page adds a "Module URL:" line and leaves the tfhub.dev URLs blank (the
+  # site filled them in by script), so neither is text of the card.
+  page = page.replace("Module URL:", "")
+  card = cards["google/models/imagenet/nasnet_mobile/classification/1.md"]
+  card_text = re.sub(r"https://tfhub\.dev/[^\s\"')]*", "", _markdown_to_text(card))
+  sentences = [" ".join(s.split()) for line in page.splitlines()
+               for s in re.split(r"(?<=[.!?])\s+(?=[A-Z.])", line) if s.strip()]
+  assert len(sentences) > 25
+  missing = [s for s in sentences if s not in card_text]
+  assert not missing, f"sentences of seed 004 not in the generated card: {missing}"
+
+
+@pytest.mark.parametrize("release", RELEASES, ids=[r.handle_with_version for r in RELEASES])
+def test_every_card_passes_the_validator(cards, release):
+  text = cards[str(docs_lib.card_path(release))]
+  assert card_validator.validate(text, release.handle_with_version) == []
+
+
+def test_one_card_per_published_release(cards):
+  assert sorted(cards) == sorted(str(docs_lib.card_path(r)) for r in RELEASES)
+
+
+def test_committed_docs_match_a_fresh_generation():
+  result = docs_lib.run(docs_lib.DocsConfig(output_dir=REPO / "docs", check=True))
+  assert result.up_to_date, (
+      f"docs/ is stale (changed: {list(result.changed)}, removed: {list(result.removed)}); "
+      f"run `make docs` and commit docs/")
+
+
+def _render_all(data) -> dict:
+  return docs_lib.render_cards(docs_lib.DocsConfig(output_dir=REPO / "docs"),
+                               registry.from_dict(data))
+
+
+def _set(path, value):
+  def edit(data):
+    *parents, key = path
+    table = data
+    for name in parents:
+      table = table[name]
+    table[key] = value
+  return edit
+
+
+# (registry edit, text the edit must put in every affected card, which cards it affects)
+FIELD_EDITS = {
+    "image_size": (_set(["models", "nasnet_mobile", "image_size"], 225), "225 x 225",
+                   lambda path: "/nasnet_mobile/" in path),
+    "feature_size": (_set(["models", "pnasnet_large", "feature_size"], 4321), "= 4321",
+                     lambda path: "/pnasnet_large/feature_vector/" in path),
+    "num_cells": (_set(["models", "nasnet_large", "num_cells"], 19), "uses 19 Normal Cells",
+                  lambda path: "/nasnet_large/" in path),
+    "checkpoint_archive": (_set(["models", "pnasnet_large", "checkpoint_archive"], "p5_2021.tar.gz"),
+                           "`p5_2021/model.ckpt`", lambda path: "/pnasnet_large/" in path),
+    "display_name": (_set(["models", "nasnet_large", "display_name"], "NASNet-A (huge)"),
+                     "NASNet-A (huge)", lambda path: "/nasnet_large/" in path),
+    "batch_norm_momentum": (_set(["versions", "4", "batch_norm_momentum"], 0.95), "defaults to 0.95",
+                            lambda path: path.endswith("/4.md")),
+    "training_source": (_set(["families", "pnasnet", "training_source", "name"], "PNASNet's models"),
+                        "[PNASNet's models]", lambda path: "/pnasnet_large/" in path),
+    "paper": (_set(["papers", "nasnet", "year"], 2018), "), 2018.", lambda path: True),
+    "changelog": (_set(["versions", "2", "changelog"], ["Fixed UPDATE_OPS."]), "  * Fixed UPDATE_OPS.",
+                  lambda path: "/pnasnet_large/" in path and not path.endswith("/1.md")),
+    "num_classes": (_set(["publisher", "num_classes"], 1002), "`num_classes` = 1002",
+                    lambda path: "/classification/" in path),
+}
+
+
+@pytest.mark.parametrize("field", sorted(FIELD_EDITS))
+def test_a_registry_field_changes_exactly_the_cards_that_mention_it(cards, field):
+  edit, new_text, affected = FIELD_EDITS[field]
+  data = _registry_data()
+  edit(data)
+  edited = _render_all(data)
+  assert sorted(edited) == sorted(cards)
+  changed = {path for path in cards if edited[path] != cards[path]}
+  assert changed == {path for path in cards if affected(path)}
+  for path in changed:
+    assert new_text in edited[path], f"{path} lacks {new_text!r}"
+
+
+def test_version_2_changelog_appears_only_in_pnasnet_large_cards(cards):
+  for path, text in cards.items():
+    has_v2 = "#### Version 2" in text
+    assert has_v2 == ("/pnasnet_large/" in path and not path.endswith("/1.md")), path
+    assert ("UPDATE_OPS" in text) == has_v2, path
+
+
+def test_version_5_cards_describe_the_serving_signature(cards):
+  for release in registry.default().releases(versions=[5]):
+    text = cards[str(docs_lib.card_path(release))]
+    assert "<!-- format: saved_model_2 -->" in text
+    assert text.endswith("#### Version 5\n\n  * Add 'serving_default' SignatureDef\n"
+                         "  * Fix bug if using models with `tf.GradientTape(persistent=True)`\n")
+
+
+def test_nasnet_large_cards_state_its_registry_facts(cards):
+  text = cards["google/models/imagenet/nasnet_large/classification/1.md"]
+  assert "that uses 18 Normal Cells, starting with\n168 convolutional filters" in text
+  assert "It has an input size of 331x331 pixels." in text
+  assert "`nasnet-a_large_04_10_2017/model.ckpt`" in text
+  assert "[NASNet's pre-trained models]" in text
+  assert "`num_features` = 4032" in cards["google/models/imagenet/nasnet_large/feature_vector/3.md"]
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d["families"]["nasnet"].pop("plural"), "needs a value the registry does not give: .* has no attribute 'plural'"),
+    (lambda d: d["versions"]["3"].pop("asset_path"), "version 3 lacks card field 'asset_path'"),
+    (lambda d: d["versions"]["4"].update(card_family="tf3_v9"),
+     "card_family 'tf3_v9' has no template tf3_v9_classification.md.j2"),
+    (lambda d: d["versions"]["1"]["card_metadata"].append("license"),
+     r"card_metadata names unknown keys \['license'\]"),
+    (lambda d: d["families"]["pnasnet"].update(cells_text="{num_layers} cells"),
+     "cells_text names {num_layers}, which model 'pnasnet_large' lacks"),
+    (lambda d: d["versions"]["1"]["card_quirks"]["pnasnet_large"].update(labels_file=False),
+     r"card_quirks.pnasnet_large sets unknown fields \['labels_file'\]"),
+    (lambda d: d["versions"]["1"]["card_quirks"].update(pnasnet_mobile={}),
+     r"card_quirks for \['pnasnet_mobile'\], which do not have this version"),
+], ids=["template-field", "version-field", "card-family", "metadata-key", "cells-text",
+        "quirk-field", "quirk-model"])
+def test_a_missing_or_wrong_registry_field_fails_loudly(edit, message):
+  data = _registry_data()
+  edit(data)
+  with pytest.raises(registry.RegistryError, match=message):
+    _render_all(data)
+
+
+def test_an_invalid_card_stops_the_run_before_anything_is_written(tmp_path):
+  data = _registry_data()
+  data["versions"]["5"]["asset_path"] = "external"
+  config = docs_lib.DocsConfig(output_dir=tmp_path)
+  with pytest.raises(card_validator.CardError) as error:
+    docs_lib.run(config, registry.from_dict(data))
+  assert "google/models/imagenet/nasnet_mobile/classification/5.md: metadata asset-path: " \
+         "'external' is not one of legacy, internal" in str(error.value)
+  assert list(tmp_path.iterdir()) == []
+
+
+def test_run_writes_checks_and_prunes(tmp_path):
+  config = docs_lib.DocsConfig(output_dir=tmp_path)
+  first = docs_lib.run(config)
+  assert len(first.changed) == len(RELEASES) and not first.removed
+  assert docs_lib.run(config).up_to_date
+  card = tmp_path / "google/models/imagenet/nasnet_large/feature_vector/5.md"
+  card.write_text("edited\n")
+  stale = tmp_path / "google/models/imagenet/pnasnet_mobile/classification/1.md"
+  stale.parent.mkdir(parents=True)
+  stale.write_text("# Module google/imagenet/pnasnet_mobile/classification/1\n")
+  unrelated = tmp_path / "google/models/imagenet/README.md"
+  unrelated.write_text("kept\n")
+
+  checked = docs_lib.run(docs_lib.DocsConfig(output_dir=tmp_path, check=True))
+  assert checked.changed == ("google/models/imagenet/nasnet_large/feature_vector/5.md",)
+  assert checked.removed == ("google/models/imagenet/pnasnet_mobile/classification/1.md",)
+  assert card.read_text() == "edited\n" and stale.exists()
+
+  filtered = docs_lib.run(docs_lib.DocsConfig(output_dir=tmp_path, models=("nasnet_large",)))
+  assert filtered.changed == checked.changed and filtered.removed == ()
+  assert stale.exists()
+  assert docs_lib.run(config).removed == checked.removed
+  assert not stale.exists() and unrelated.exists()
+  assert docs_lib.run(config).up_to_date
+  assert not list(tmp_path.rglob("*.tmp"))
+
+
+def _cli(*args):
+  return subprocess.run([sys.executable, "-m", "exporters.docs", *args], cwd=REPO,
+                        capture_output=True, text=True)
+
+
+def test_cli_check_exits_non_zero_until_generated(tmp_path):
+  stale = _cli(f"--output_dir={tmp_path}", "--check")
+  assert stale.returncode == 1, stale.stderr
+  assert "out of date" in stale.stderr
+  written = _cli(f"--output_dir={tmp_path}", "--models=nasnet_mobile", "--module_types=classification",
+                 "--versions=4", "--title_style=zwnj")
+  assert written.returncode == 0, written.stderr
+  card = tmp_path / "google/models/imagenet/nasnet_mobile/classification/4.md"
+  assert [p.relative_to(tmp_path) for p in tmp_path.rglob("*.md")] == [card.relative_to(tmp_path)]
+  assert card.read_text().startswith("# Module google/&zwnj;imagenet/")
+
+
+def test_cli_reports_unknown_filter_values(tmp_path):
+  result = _cli(f"--output_dir={tmp_path}", "--models=nasnet_tiny")
+  assert result.returncode == 2
+  assert "unknown model 'nasnet_tiny'; known models: nasnet_mobile" in result.stderr
+
+
+# --- The validator on its own: each broken contract is named. ---
+
+VALID_CARD_RELEASE = ("pnasnet_large", "classification", 3)
+
+
+def _valid_card():
+  return docs_lib.render_card(registry.default().release(*VALID_CARD_RELEASE))
+
+
+@pytest.mark.parametrize("breakage, problem", [
+    (lambda t: t.replace("# Module ", "# Model ", 1), "line 1 must read '# Module"),
+    (lambda t: t.replace("classification/3\n", "classification/3\n\n", 1), "line 2 must be a one-line"),
+    (lambda t: t.replace("<!-- format: hub -->\n", ""), "metadata lacks required key 'format'"),
+    (lambda t: t.replace("<!-- format: hub -->", "<!-- format: tflite -->"),
+     "metadata format: 'tflite' is not one of hub, saved_model_2"),
+    (lambda t: t.replace("<!-- fine-tunable: true -->", "<!-- fine-tunable: true -->\n<!-- license: MIT -->"),
+     "unknown metadata key 'license'"),
+    (lambda t: t.replace("<!-- format: hub -->", "<!-- format: hub -->\n<!-- format: hub -->"),
+     "metadata key 'format' is repeated"),
+    (lambda t: t.replace("image-classification -->", "image-feature-vector -->"),
+     "does not fit the handle's module type 'classification'"),
+    (lambda t: t.replace("<!-- dataset:", "Some prose.\n<!-- dataset:"), "only metadata lines"),
+    (lambda t: t.replace("## Training", "## Training data"), "section '## Training data' is not"),
+    (lambda t: t.replace("## Fine-tuning", "## Notes"), "needs a '## Fine-tuning' section"),
+    (lambda t: t.replace("## Overview", "## TMP").replace("## Usage", "## Overview").replace("## TMP", "## Usage"),
+     "sections are out of order"),
+    (lambda t: t.replace("## hub.Module for TF1", "## TF2 SavedModel"),
+     "section '## TF2 SavedModel' is not a section of a hub card"),
+    (lambda t: t.replace("#### Version 3", "#### Version 2"), "changelog versions [1, 2, 2]"),
+    (lambda t: t.replace("#### Version 3", "#### Version 4"), "ends at version 4, not at the card's version 3"),
+    (lambda t: t.rstrip("\n"), "must end with a newline"),
+    (lambda t: t + "{{ model.name }}\n", "unrendered template syntax"),
+    (lambda t: t.replace("```python\nmodule", "```python\n```\nmodule", 1), "unbalanced ``` code fences"),
+])
+def test_validator_names_each_broken_rule(breakage, problem):
+  text = _valid_card()
+  assert card_validator.validate(text) == []
+  broken = breakage(text)
+  problems = card_validator.validate(broken)
+  assert any(problem in p for p in problems), problems
+  with pytest.raises(card_validator.CardError, match=re.escape(problem)):
+    card_validator.check(broken, where="card.md")
+
+
+def test_validator_checks_the_card_is_for_its_release():
+  problems = card_validator.validate(_valid_card(), "google/imagenet/pnasnet_large/classification/4")
+  assert problems == ["line 1 names 'google/imagenet/pnasnet_large/classification/3', "
+                      "but the card is for 'google/imagenet/pnasnet_large/classification/4'"]
+
+
+@pytest.mark.parametrize("relative_path", _reference_paths())
+def test_validator_accepts_every_published_card(relative_path):
+  parts = relative_path.removesuffix(".md").split("/")
+  handle = "/".join([parts[0], *parts[2:]])  # google/models/imagenet/... -> google/imagenet/...
+  assert card_validator.validate((REFERENCE_DOCS / relative_path).read_text(), handle) == []
