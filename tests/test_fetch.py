@@ -31,8 +31,8 @@ import urllib.parse
 import pytest
 
 from checkpoints import catalog, fetch_lib
+from tests.conftest import REPO, require_shared
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 MODEL = "nasnet_mobile"
 ENTRY = catalog.entry(MODEL)
 PART = f".{ENTRY.archive_name}.part"
@@ -64,7 +64,7 @@ def archives(ckpt_factory, tmp_path_factory):
 
 
 def tar_gz(members: dict) -> bytes:
-  """A .tar.gz from {name: bytes, or a TarInfo type such as tarfile.SYMTYPE}."""
+  """A .tar.gz from {name: bytes, or ("link", tarfile.SYMTYPE or tarfile.LNKTYPE)}."""
   buf = io.BytesIO()
   with tarfile.open(fileobj=buf, mode="w:gz") as tar:
     for name, content in members.items():
@@ -73,7 +73,7 @@ def tar_gz(members: dict) -> bytes:
         info.size = len(content)
         tar.addfile(info, io.BytesIO(content))
       else:
-        info.type, info.linkname = content, "/etc/passwd"
+        info.type, info.linkname = content[1], "/etc/passwd"
         tar.addfile(info)
   return buf.getvalue()
 
@@ -163,7 +163,6 @@ def sha256(data: bytes) -> str:
 
 def reference_variables(model):
   """The graph's variables as ../shared's manifest lists them (no aux head, no global_step)."""
-  from conftest import require_shared
   out = []
   for line in require_shared("checkpoints", "manifests", f"{model}.tsv").read_text().splitlines():
     name, dims = line.split("\t")
@@ -183,7 +182,7 @@ def in_process(monkeypatch):
 # ---- The CLI over HTTP.
 
 @needs_graph
-def test_fetch_over_http_pins_the_archive_and_checks_the_pin_later(
+def test_fetch_over_http_pins_the_archive_and_a_mirror_folder_is_checked_against_it(
     server, archives, tmp_path):
   server.serve(archives.good)
   lock = tmp_path / "lock.json"
@@ -199,16 +198,19 @@ def test_fetch_over_http_pins_the_archive_and_checks_the_pin_later(
   assert pinned == {ENTRY.archive_name: {"sha256": sha256(archives.good),
                                          "size": len(archives.good)}}
 
+  # The same archive again, from a local folder named by $CHECKPOINT_MIRROR: checked, kept.
+  folder = tmp_path / "archives"
+  folder.mkdir()
+  (folder / ENTRY.archive_name).write_bytes(archives.good)
   lock_text = lock.read_text()
-  second = fetch(tmp_path / "again", f"--mirror={server.url}", f"--lock_file={lock}")
+  again = tmp_path / "again"
+  second = fetch(again, f"--lock_file={lock}", env={fetch_lib.MIRROR_ENV: str(folder)})
   assert second.returncode == 0, second.stderr
+  assert f"from {folder / ENTRY.archive_name}" in second.stderr
+  assert leftovers(again) == [MODEL]
   assert lock.read_text() == lock_text
-  assert len(server.requests) == 2
-
-  present = fetch(dest, f"--mirror={server.url}", f"--lock_file={lock}")
-  assert present.returncode == 0, present.stderr
-  assert present.stdout.strip() == str(prefix)
-  assert len(server.requests) == 2  # Already there: nothing downloaded.
+  assert (folder / ENTRY.archive_name).read_bytes() == archives.good
+  assert len(server.requests) == 1
 
 
 @needs_graph
@@ -288,20 +290,6 @@ def test_another_models_checkpoint_is_rejected(server, archives, tmp_path):
   assert not lock.exists()
 
 
-@needs_graph
-def test_local_folder_mirror_from_the_environment(archives, tmp_path):
-  folder = tmp_path / "archives"
-  folder.mkdir()
-  (folder / ENTRY.archive_name).write_bytes(archives.good)
-  dest = tmp_path / "ckpt"
-  result = fetch(dest, f"--lock_file={tmp_path / 'lock.json'}",
-                 env={fetch_lib.MIRROR_ENV: str(folder)})
-  assert result.returncode == 0, result.stderr
-  assert str(folder / ENTRY.archive_name) in result.stderr
-  assert leftovers(dest) == [MODEL]
-  assert (folder / ENTRY.archive_name).read_bytes() == archives.good
-
-
 def test_unknown_model(tmp_path):
   result = subprocess.run(
       [sys.executable, "-m", "checkpoints.fetch", "--model=nasnet_tiny",
@@ -325,10 +313,11 @@ def test_missing_archive_says_how_to_provide_it(server, tmp_path):
 @pytest.mark.parametrize("members, problem", [
     ({"../model.ckpt.index": b"x"}, "unsafe archive"),
     ({"/tmp/model.ckpt.index": b"x"}, "unsafe archive"),
-    ({"model.ckpt.index": tarfile.SYMTYPE}, "unsafe archive"),
-    ({"model.ckpt.index": tarfile.LNKTYPE}, "unsafe archive"),
+    ({"model.ckpt.index": ("link", tarfile.SYMTYPE)}, "unsafe archive"),
+    ({"model.ckpt.index": ("link", tarfile.LNKTYPE)}, "unsafe archive"),
+    ({"model.ckpt.index": b"not an sstable"}, "not a readable TensorFlow checkpoint"),
     ({"other/model.ckpt.index": b"x", "README": b"x"}, "holds no model.ckpt.index"),
-], ids=["dotdot", "absolute", "symlink", "hardlink", "no_checkpoint"])
+], ids=["dotdot", "absolute", "symlink", "hardlink", "garbage_index", "no_checkpoint"])
 def test_unsafe_or_unexpected_archive_layout_is_rejected(server, tmp_path, members, problem):
   server.serve(tar_gz(members))
   dest = tmp_path / "ckpt"
@@ -454,7 +443,6 @@ def test_variable_problems():
 
 def test_variable_problems_against_the_reference_manifests():
   def as_checkpoint(model):
-    from conftest import require_shared
     lines = require_shared("checkpoints", "manifests", f"{model}.tsv").read_text().splitlines()
     return {n: [int(d) for d in s.split(",")] if s else [] for n, s in (l.split("\t") for l in lines)}
   assert fetch_lib.variable_problems(as_checkpoint(MODEL), reference_variables(MODEL)) == []
