@@ -101,6 +101,10 @@ def export(config: ExportConfig, log: Callable[[str], None] = print,
 
   parent = os.path.dirname(os.path.abspath(config.export_dir))
   tmp_dir = tempfile.mkdtemp(prefix=f".tmp-{os.path.basename(config.export_dir)}-", dir=parent)
+  # mkdtemp makes the directory private (0700); a published export is readable by all.
+  umask = os.umask(0)
+  os.umask(umask)
+  os.chmod(tmp_dir, 0o777 & ~umask)
   try:
     start = time.monotonic()
     writer.write(release, checkpoint, tmp_dir, log)

@@ -14,18 +14,24 @@ from registry import Model
 
 
 def build_outputs(model: Model, images, *, training: bool, batch_norm_momentum=0.9997,
-                  batch_norm_updates_collections=tf.GraphKeys.UPDATE_OPS) -> dict:
+                  batch_norm_updates_collections=tf.GraphKeys.UPDATE_OPS,
+                  num_classes: int = 1001) -> dict:
   """Builds `model` on [0, 1] `images`; returns {"logits", "features"} tensors.
 
   `batch_norm_momentum` may be a scalar tensor. With
   `batch_norm_updates_collections=None` the moving-average updates run with
   the outputs (TF2 style); otherwise they go to that collection (TF1 style).
+  `num_classes=0` leaves the classifier out (feature-vector modules); the
+  result then has no "logits".
   """
   logits, end_points = slim_nets.build(
-      model.name, 2.0 * images - 1.0, is_training=training, use_aux_head=False,
-      batch_norm_decay=batch_norm_momentum,
+      model.name, 2.0 * images - 1.0, is_training=training, num_classes=num_classes,
+      use_aux_head=False, batch_norm_decay=batch_norm_momentum,
       batch_norm_updates_collections=batch_norm_updates_collections)
-  return {"logits": logits, "features": end_points["global_pool"]}
+  outputs = {"features": end_points["global_pool"]}
+  if num_classes:
+    outputs["logits"] = logits
+  return outputs
 
 
 def probe_images(model: Model, batch_size: int = 2, seed: int = 0) -> np.ndarray:
@@ -61,7 +67,31 @@ class SlimReference:
     session, placeholder, outputs = self._session(training)
     return session.run(outputs, {placeholder: images})
 
+  def regularization_losses(self) -> dict[str, float]:
+    """Variable name -> its L2 weight-decay loss, as the Slim arg scope defines them."""
+    session, _, _ = self._session(False)
+    losses = session.graph.get_collection(tf.GraphKeys.REGULARIZATION_LOSSES)
+    names = [_variable_read_by(loss) for loss in losses]
+    return dict(zip(names, session.run(losses)))
+
   def close(self):
     for session, _, _ in self._sessions.values():
       session.close()
     self._sessions.clear()
+
+
+def _variable_read_by(loss) -> str:
+  """The one variable a regularization loss tensor depends on."""
+  found, seen, stack = set(), set(), [loss.op]
+  while stack:
+    op = stack.pop()
+    if op.type in ("VarHandleOp", "VariableV2"):
+      found.add(op.name)
+      continue
+    for tensor in op.inputs:
+      if tensor.op.name not in seen:
+        seen.add(tensor.op.name)
+        stack.append(tensor.op)
+  if len(found) != 1:
+    raise ValueError(f"regularization loss {loss.name} reads {sorted(found)}, not one variable")
+  return found.pop()
