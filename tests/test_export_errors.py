@@ -1,0 +1,135 @@
+"""Bad input to `python -m exporters.export`: a clear message, a non-zero exit, nothing written.
+
+Each case runs the real CLI in a subprocess. The cheap ones (bad flags,
+unknown names, a missing checkpoint, a taken --export_dir) fail before any
+graph is built; the checkpoint mismatches fail while reading the checkpoint.
+"""
+from __future__ import annotations
+
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+from exporters import export_lib
+from exporters.errors import ExportError
+from tests.conftest import REPO
+
+MODEL = "nasnet_mobile"
+
+
+def run_export(*flags: str) -> subprocess.CompletedProcess:
+  return subprocess.run([sys.executable, "-m", "exporters.export", *flags], cwd=REPO,
+                        capture_output=True, text=True, timeout=600)
+
+
+def export_flags(export_dir, checkpoint_path="unused/model.ckpt", model=MODEL,
+                 module_type="classification", version="4") -> list[str]:
+  return [f"--model={model}", f"--module_type={module_type}", f"--version={version}",
+          f"--checkpoint_path={checkpoint_path}", f"--export_dir={export_dir}"]
+
+
+def assert_failed_writing_nothing(result, export_dir: pathlib.Path, *message_parts: str):
+  assert result.returncode != 0, result.stdout + result.stderr
+  for part in message_parts:
+    assert part in result.stderr, f"{part!r} not in:\n{result.stderr[-3000:]}"
+  assert "Traceback" not in result.stderr, result.stderr[-3000:]
+  assert not export_dir.exists()
+  assert list(export_dir.parent.iterdir()) == [], "a failed export left files behind"
+
+
+@pytest.fixture
+def export_dir(tmp_path) -> pathlib.Path:
+  """A destination in an otherwise empty directory (so leftovers show)."""
+  parent = tmp_path / "exports"
+  parent.mkdir()
+  return parent / "out"
+
+
+def test_helpfull_documents_every_flag():
+  result = run_export("--helpfull")  # absl exits 1 after printing help.
+  for flag in ("model", "module_type", "version", "checkpoint_path", "export_dir", "overwrite"):
+    assert re.search(rf"^  --(\[no\])?{flag}: \S", result.stdout, re.MULTILINE), flag
+
+
+@pytest.mark.parametrize("flags, message_parts", [
+    (dict(model="resnet_50"), ["unknown model 'resnet_50'", "nasnet_mobile"]),
+    (dict(version="7"), ["unknown version 7", "published versions"]),
+    (dict(version="2"), ["nasnet_mobile has no published version 2", "1, 3, 4, 5"]),
+    (dict(module_type="segmentation"), ["module_type", "classification", "feature_vector"]),
+], ids=["unknown-model", "unknown-version", "unpublished-version", "unknown-module-type"])
+def test_unknown_names_fail_before_any_graph(export_dir, flags, message_parts):
+  result = run_export(*export_flags(export_dir, **flags))
+  assert_failed_writing_nothing(result, export_dir, *message_parts)
+
+
+def test_missing_checkpoint(export_dir, tmp_path):
+  missing = tmp_path / "nowhere" / "model.ckpt"
+  result = run_export(*export_flags(export_dir, checkpoint_path=missing))
+  assert_failed_writing_nothing(result, export_dir, f"checkpoint '{missing}' not found")
+
+
+def test_existing_non_empty_export_dir_needs_overwrite(export_dir):
+  export_dir.mkdir()
+  (export_dir / "keep.txt").write_text("an earlier export")
+  result = run_export(*export_flags(export_dir))
+  assert result.returncode != 0
+  assert "exists and is not empty" in result.stderr and "--overwrite" in result.stderr
+  assert sorted(p.name for p in export_dir.parent.iterdir()) == ["out"]
+  assert [p.name for p in export_dir.iterdir()] == ["keep.txt"]
+  assert (export_dir / "keep.txt").read_text() == "an earlier export"
+
+
+def test_another_models_checkpoint(export_dir, ckpt_factory):
+  other = ckpt_factory("pnasnet_mobile")
+  result = run_export(*export_flags(export_dir, checkpoint_path=other))
+  assert_failed_writing_nothing(result, export_dir, "does not match the nasnet_mobile graph",
+                                "missing from the checkpoint", "not nasnet_mobile's")
+
+
+def _write_with_one_tensor_reshaped(source, target: pathlib.Path, name: str):
+  """Copies a checkpoint, giving tensor `name` half its last dimension."""
+  import tensorflow as tf
+  reader = tf.train.load_checkpoint(str(source))
+  names = sorted(reader.get_variable_to_shape_map())
+  tensors = []
+  for n in names:
+    value = reader.get_tensor(n)
+    tensors.append(value[..., : value.shape[-1] // 2] if n == name else value)
+  target.parent.mkdir(parents=True, exist_ok=True)
+  tf.raw_ops.SaveV2(prefix=str(target), tensor_names=names, shape_and_slices=[""] * len(names),
+                    tensors=tensors)
+  return target
+
+
+def test_checkpoint_with_one_tensor_of_the_wrong_shape(export_dir, ckpt_factory, tmp_path):
+  broken = _write_with_one_tensor_reshaped(ckpt_factory(MODEL), tmp_path / "broken" / "model.ckpt",
+                                           "cell_3/1x1/weights")
+  result = run_export(*export_flags(export_dir, checkpoint_path=broken))
+  assert_failed_writing_nothing(result, export_dir, "1 shape mismatch(es)", "cell_3/1x1/weights",
+                                "checkpoint [1, 1, 264, 22], graph [1, 1, 264, 44]")
+
+
+def test_failed_verification_leaves_no_export_dir(export_dir, ckpt_factory, monkeypatch):
+  """A written export that does not verify is deleted; --export_dir stays absent."""
+  from exporters import saved_model_2
+  written = []
+
+  def write(release, checkpoint, tmp_dir, log):
+    (pathlib.Path(tmp_dir) / "saved_model.pb").write_bytes(b"not verified")
+    written.append(tmp_dir)
+
+  def verify(release, tmp_dir, checkpoint, reference, log):
+    raise ExportError("inference output: the export differs from the Slim graph by 1")
+
+  monkeypatch.setattr(saved_model_2, "write", write)
+  monkeypatch.setattr(saved_model_2, "verify", verify)
+  config = export_lib.ExportConfig(MODEL, "classification", 4, str(ckpt_factory(MODEL)),
+                                   str(export_dir))
+  with pytest.raises(ExportError, match="differs from the Slim graph"):
+    export_lib.export(config, log=lambda message: None)
+  assert written and not pathlib.Path(written[0]).exists()
+  assert not export_dir.exists()
+  assert list(export_dir.parent.iterdir()) == []

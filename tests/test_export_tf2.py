@@ -1,0 +1,310 @@
+"""Versions 4-5 (TF2 SavedModels): exported, reloaded the way users load them, fine-tuned.
+
+Every export here goes through the real export_lib.export, so it has also
+verified itself against the Slim graph. Exports are shared per module:
+nasnet_mobile's (both module types of version 4, one of version 5) are the
+acceptance tests against ../shared/golden; the large models (marked slow)
+export and reload once each.
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import registry
+from exporters import export_lib, saved_model_2
+
+FAST_MODEL = "nasnet_mobile"
+FINE_TUNING_MOMENTUM = 0.997
+
+
+def saved_model_releases(models=None) -> list[registry.Release]:
+  return [r for r in registry.default().releases(models=models)
+          if r.version.format == "saved_model_2"]
+
+
+def release_id(release: registry.Release) -> str:
+  return f"{release.model.name}-{release.module_type}-v{release.version.number}"
+
+
+def newest(model: str, module_type: str, serving_signature: bool) -> registry.Release:
+  """The newest saved_model_2 release of `model` with or without a serving signature."""
+  return [r for r in saved_model_releases([model]) if r.module_type == module_type
+          and r.version.serving_signature == serving_signature][-1]
+
+
+@pytest.fixture(scope="module")
+def exports(ckpt_factory, tmp_path_factory):
+  """`exports(release)` -> (ExportResult, log messages), each written once per module."""
+  root = tmp_path_factory.mktemp("tf2_exports")
+  cache = {}
+
+  def export(release):
+    key = release_id(release)
+    if key not in cache:
+      config = export_lib.ExportConfig(
+          model=release.model.name, module_type=release.module_type,
+          version=release.version.number,
+          checkpoint_path=str(ckpt_factory(release.model.name)), export_dir=str(root / key))
+      messages = []
+      cache[key] = (export_lib.export(config, log=messages.append), messages)
+    return cache[key]
+  return export
+
+
+@pytest.fixture(scope="module")
+def loaded(exports):
+  """`loaded(release)` -> hub.load of its export, shared by tests that change no state.
+
+  Tests that run training mode (which moves the moving statistics) load their own.
+  """
+  import tensorflow_hub as hub
+  cache = {}
+
+  def load(release):
+    key = release_id(release)
+    if key not in cache:
+      cache[key] = hub.load(exports(release)[0].export_dir)
+    return cache[key]
+  return load
+
+
+@pytest.fixture(scope="module")
+def checkpoint_values(ckpt_factory):
+  from exporters import checkpoint_reader
+  return checkpoint_reader.read_checkpoint(FAST_MODEL, str(ckpt_factory(FAST_MODEL))).values
+
+
+def output_size(release: registry.Release) -> int:
+  if release.module_type == "classification":
+    return release.registry.publisher["num_classes"]
+  return release.model.feature_size
+
+
+def keras_layer(handle, **kwargs):
+  """How users load versions 4-5; `handle` is a path or an object hub.load returned."""
+  import tensorflow_hub as hub
+  return hub.KerasLayer(handle, **kwargs)
+
+
+def find_weight(weights, name: str):
+  found = [w for w in weights if w.name == name]
+  assert len(found) == 1, f"{name} among {len(weights)} weights: {len(found)} found"
+  return found[0]
+
+
+# Cheap checks of every published TF2 release (no export).
+
+@pytest.mark.parametrize("release", saved_model_releases(), ids=release_id)
+def test_every_tf2_release_is_written_by_this_module(release):
+  assert export_lib.writer_for(release.version.format) is saved_model_2
+  assert 0.0 < release.version.batch_norm_momentum < 1.0  # The __call__ default.
+  assert release.model.feature_size > 0 and release.model.image_size > 0
+
+
+def test_feature_vectors_leave_out_exactly_the_classifier(checkpoint_values):
+  classification = saved_model_2.exported_variable_names("classification", checkpoint_values)
+  features = saved_model_2.exported_variable_names("feature_vector", checkpoint_values)
+  assert classification == list(checkpoint_values)
+  assert sorted(set(classification) - set(features)) == ["final_layer/FC/biases",
+                                                         "final_layer/FC/weights"]
+
+
+# nasnet_mobile version 4: the published acceptance behaviour.
+
+V4_CLASSIFICATION = newest(FAST_MODEL, "classification", serving_signature=False)
+V4_FEATURE_VECTOR = newest(FAST_MODEL, "feature_vector", serving_signature=False)
+V4_RELEASES = [V4_CLASSIFICATION, V4_FEATURE_VECTOR]
+
+
+@pytest.mark.parametrize("release", V4_RELEASES, ids=release_id)
+def test_export_reports_what_it_left_out_and_verified(exports, release):
+  result, messages = exports(release)
+  assert os.path.isdir(result.export_dir)
+  assert all(n.startswith("aux_") for n in result.unused_variables if n != "global_step")
+  assert "global_step" in result.unused_variables
+  assert result.verification["inference_max_abs_diff"] <= 1e-4
+  assert result.verification["regularization_losses"] > 0
+  assert any("verified and written" in m for m in messages)
+  leftover = [p for p in pathlib.Path(result.export_dir).parent.iterdir()
+              if p.name.startswith(".")]
+  assert not leftover, f"temporary directories left behind: {leftover}"
+
+
+@pytest.mark.parametrize("release", V4_RELEASES, ids=release_id)
+def test_keras_layer_inference_reproduces_golden(loaded, release, golden_nasnet_mobile):
+  layer = keras_layer(loaded(release))
+  expected = golden_nasnet_mobile[
+      "logits" if release.module_type == "classification" else "features"]
+  outputs = layer(golden_nasnet_mobile["images"]).numpy()
+  assert outputs.shape == (3, output_size(release))
+  np.testing.assert_allclose(outputs, expected, rtol=0, atol=1e-4)
+  # Inference never moves the moving statistics.
+  again = layer(golden_nasnet_mobile["images"], training=True).numpy()  # Not trainable: inference.
+  np.testing.assert_array_equal(again, outputs)
+
+
+@pytest.mark.parametrize("release", V4_RELEASES, ids=release_id)
+def test_variables_are_the_checkpoints_with_slim_names(loaded, release, checkpoint_values):
+  layer = keras_layer(loaded(release), trainable=True)
+  expected = saved_model_2.exported_variable_names(release.module_type, checkpoint_values)
+  assert sorted(w.name for w in layer.weights) == sorted(f"{n}:0" for n in expected)
+  for weight in layer.weights:
+    np.testing.assert_array_equal(weight.numpy(), checkpoint_values[weight.name[:-2]])
+  non_trainable = {w.name for w in layer.non_trainable_weights}
+  assert non_trainable == {f"{n}:0" for n in expected
+                           if n.endswith(("/moving_mean", "/moving_variance"))}
+
+
+@pytest.mark.parametrize("release", V4_RELEASES, ids=release_id)
+def test_fine_tuning_call_updates_moving_mean_with_given_momentum(exports, release,
+                                                                  golden_nasnet_mobile):
+  export_dir = exports(release)[0].export_dir
+  layer = keras_layer(export_dir, trainable=True,
+                      arguments=dict(batch_norm_momentum=FINE_TUNING_MOMENTUM))
+  moving_mean = find_weight(layer.non_trainable_weights, "conv0_bn/moving_mean:0")
+  old = moving_mean.numpy().copy()
+  outputs = layer(golden_nasnet_mobile["images"], training=True).numpy()
+  expected_mean = (FINE_TUNING_MOMENTUM * old
+                   + (1 - FINE_TUNING_MOMENTUM) * golden_nasnet_mobile["train_conv0_batch_mean"])
+  np.testing.assert_allclose(moving_mean.numpy(), expected_mean, rtol=0, atol=1e-5)
+  if release.module_type == "feature_vector":
+    np.testing.assert_allclose(outputs, golden_nasnet_mobile["train_features"], rtol=0, atol=1e-4)
+  else:  # The classifier's dropout is on: two training calls differ, inference does not.
+    assert not np.array_equal(outputs, layer(golden_nasnet_mobile["images"], training=True))
+  assert layer.losses and all(float(loss) > 0 for loss in layer.losses)
+  # The export on disk is untouched by what the loaded copy did.
+  reloaded = keras_layer(export_dir)
+  np.testing.assert_array_equal(
+      find_weight(reloaded.non_trainable_weights, "conv0_bn/moving_mean:0").numpy(), old)
+
+
+def test_default_momentum_comes_from_the_registry(exports, golden_nasnet_mobile):
+  import tensorflow as tf
+  import tensorflow_hub as hub
+  release = V4_FEATURE_VECTOR
+  loaded = hub.load(exports(release)[0].export_dir)
+  moving_mean = [v for v in loaded.variables if v.name == "conv0_bn/moving_mean:0"][0]
+  old = moving_mean.numpy().copy()
+  loaded(tf.constant(golden_nasnet_mobile["images"]), training=True)
+  momentum = release.version.batch_norm_momentum
+  np.testing.assert_allclose(
+      moving_mean.numpy(),
+      momentum * old + (1 - momentum) * golden_nasnet_mobile["train_conv0_batch_mean"],
+      rtol=0, atol=1e-5)
+
+
+def test_regularization_losses_one_per_regularized_weight(loaded, checkpoint_values):
+  losses = [float(f()) for f in loaded(V4_CLASSIFICATION).regularization_losses]
+  # The Slim arg scope regularizes every conv, separable conv and FC weight, nothing else.
+  weights = [n for n in checkpoint_values if n.endswith("weights")]
+  assert len(losses) == len(weights) and all(loss > 0 for loss in losses)
+
+
+def test_keras_fit_step_trains_weights_not_moving_statistics(exports, golden_nasnet_mobile):
+  import tf_keras
+  release = V4_FEATURE_VECTOR
+  layer = keras_layer(exports(release)[0].export_dir, trainable=True,
+                      arguments=dict(batch_norm_momentum=FINE_TUNING_MOMENTUM))
+  size = release.model.image_size
+  model = tf_keras.Sequential([tf_keras.Input((size, size, 3)), layer,
+                               tf_keras.layers.Dense(3)])
+  model.compile(optimizer=tf_keras.optimizers.SGD(learning_rate=0.1),
+                loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+  assert not [w for w in model.trainable_weights if "moving_" in w.name]
+  moving = [w for w in model.non_trainable_weights if "moving_" in w.name]
+  assert len(moving) == len(model.non_trainable_weights) > 0
+  trainable_before = [w.numpy().copy() for w in model.trainable_weights]
+  moving_before = [w.numpy().copy() for w in moving]
+  model.fit(golden_nasnet_mobile["images"], np.array([0, 1, 2]), batch_size=3, epochs=1,
+            verbose=0)
+  changed = [not np.array_equal(w.numpy(), b)
+             for w, b in zip(model.trainable_weights, trainable_before)]
+  assert changed[0] and changed[-1], "the first conv and the new head must both train"
+  assert sum(changed) > 0.9 * len(changed)
+  assert any(not np.array_equal(w.numpy(), b) for w, b in zip(moving, moving_before)), \
+      "training mode must update the moving statistics"
+
+
+def test_version_4_has_no_serving_signature(loaded):
+  assert "serving_default" not in loaded(V4_CLASSIFICATION).signatures
+
+
+# nasnet_mobile version 5: serving signature and persistent tapes.
+
+V5_RELEASE = newest(FAST_MODEL, "classification", serving_signature=True)
+
+
+def test_serving_signature_gives_the_same_output(exports, loaded, golden_nasnet_mobile):
+  import tensorflow as tf
+  assert exports(V5_RELEASE)[0].verification["serving_max_abs_diff"] <= 1e-4
+  signature = loaded(V5_RELEASE).signatures["serving_default"]
+  images = tf.constant(golden_nasnet_mobile["images"])
+  served = signature(**{saved_model_2.SERVING_INPUT_KEY: images})
+  assert list(served) == [saved_model_2.SERVING_OUTPUT_KEY]
+  outputs = served[saved_model_2.SERVING_OUTPUT_KEY].numpy()
+  np.testing.assert_allclose(outputs, golden_nasnet_mobile["logits"], rtol=0, atol=1e-4)
+  np.testing.assert_array_equal(outputs, loaded(V5_RELEASE)(images).numpy())
+
+
+def test_saved_model_cli_runs_the_serving_signature(exports, tmp_path):
+  export_dir = exports(V5_RELEASE)[0].export_dir
+  cli = pathlib.Path(sys.executable).with_name("saved_model_cli")
+  if not cli.exists():
+    pytest.skip(f"{cli} is not installed")
+  size = V5_RELEASE.model.image_size
+  images = tmp_path / "images.npy"
+  np.save(images, np.full((1, size, size, 3), 0.5, np.float32))
+  run = subprocess.run(
+      [str(cli), "run", "--dir", export_dir, "--tag_set", "serve",
+       "--signature_def", "serving_default", "--outdir", str(tmp_path / "out"),
+       "--inputs", f"{saved_model_2.SERVING_INPUT_KEY}={images}"],
+      capture_output=True, text=True, timeout=600)
+  assert run.returncode == 0, run.stderr[-2000:]
+  output = np.load(tmp_path / "out" / f"{saved_model_2.SERVING_OUTPUT_KEY}.npy")
+  assert output.shape == (1, output_size(V5_RELEASE)) and np.all(np.isfinite(output))
+
+
+def test_gradients_under_a_persistent_tape_can_be_taken_twice(exports, golden_nasnet_mobile):
+  """In training mode, as fine-tuning in a custom loop does (version 5's changelog)."""
+  import tensorflow as tf
+  import tensorflow_hub as hub
+  model = hub.load(exports(V5_RELEASE)[0].export_dir)  # Training mode changes its state.
+  images = tf.constant(golden_nasnet_mobile["images"])
+  first_conv, classifier = model.trainable_variables[0], model.trainable_variables[-2]
+  with tf.GradientTape(persistent=True) as tape:
+    tape.watch(images)
+    loss = tf.reduce_sum(tf.square(model(images, training=True)))
+  to_conv = tape.gradient(loss, first_conv)
+  to_all = tape.gradient(loss, [images, first_conv, classifier])
+  del tape
+  assert to_conv is not None and all(g is not None for g in to_all)
+  assert all(np.all(np.isfinite(g.numpy())) and np.any(g.numpy()) for g in to_all)
+  # Equal up to the float32 reduction order of multithreaded kernels.
+  scale = float(np.abs(to_all[1].numpy()).max())
+  np.testing.assert_allclose(to_conv.numpy(), to_all[1].numpy(), rtol=0, atol=1e-3 * scale)
+
+
+# The large models: one export each, reloaded for one forward pass.
+
+LARGE_RELEASES = [newest(m, "classification", serving_signature=True)
+                  for m in sorted({r.model.name for r in saved_model_releases()} - {FAST_MODEL})]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("release", LARGE_RELEASES, ids=release_id)
+def test_large_model_exports_and_reloads(exports, release):
+  import tensorflow as tf
+  import tensorflow_hub as hub
+  from exporters import slim_graph
+  result, _ = exports(release)
+  assert result.verification["inference_max_abs_diff"] <= 1e-4
+  loaded = hub.load(result.export_dir)
+  outputs = loaded(tf.constant(slim_graph.probe_images(release.model, batch_size=1))).numpy()
+  assert outputs.shape == (1, output_size(release)) and np.all(np.isfinite(outputs))
+  print(f"{release_id(release)}: export seconds {result.seconds}")
