@@ -75,8 +75,6 @@ EXPORTED_COLLECTIONS = (
     tf1.GraphKeys.MODEL_VARIABLES, tf1.GraphKeys.UPDATE_OPS,
     tf1.GraphKeys.REGULARIZATION_LOSSES,
 )
-# The logits layer (slim_nets.cells.classifier_head): feature-vector modules leave it out.
-CLASSIFIER_SCOPE = "final_layer/FC/"
 # Graph ops that hold state; hub.Module handles only resource variables.
 _STATE_OPS = ("VarHandleOp",)
 _REF_VARIABLE_OPS = ("VariableV2", "Variable")
@@ -162,8 +160,8 @@ def check_variables(release: Release, graph_variables: dict[str, tuple[tuple[int
       for n, (shape, dtype) in graph_variables.items()
       if n in values and (tuple(values[n].shape) != tuple(shape) or values[n].dtype.name != dtype))
   unused = sorted(n for n in values if n not in graph_variables)
-  may_leave_out = release.module_type == "feature_vector"
-  unexpected = [n for n in unused if not (may_leave_out and n.startswith(CLASSIFIER_SCOPE))]
+  left_out = set(values) - set(slim_graph.exported_variable_names(release.module_type, values))
+  unexpected = [n for n in unused if n not in left_out]
   problems = []
   if missing:
     problems.append(f"{len(missing)} graph variable(s) without a checkpoint value: "
@@ -362,17 +360,10 @@ def _check_layout(release: Release, export_dir: str) -> dict:
   return {frozenset(m.meta_info_def.tags): m for m in saved_model.meta_graphs}
 
 
-def _module_variable_names(release: Release, values: dict[str, np.ndarray]) -> set[str]:
-  """The checkpoint variables a module holds: all but a feature vector's classifier."""
-  if release.module_type == "feature_vector":
-    return {n for n in values if not n.startswith(CLASSIFIER_SCOPE)}
-  return set(values)
-
-
 def _check_values(release: Release, what: str, got: dict[str, np.ndarray],
                   values: dict[str, np.ndarray]) -> None:
   """Bitwise equality with the checkpoint for exactly the module's variables."""
-  expected_names = _module_variable_names(release, values)
+  expected_names = set(slim_graph.exported_variable_names(release.module_type, values))
   if set(got) != expected_names:
     _fail(release, f"{what} has other variables than the checkpoint's; symmetric difference: "
                    f"{sorted(set(got) ^ expected_names)[:5]}")

@@ -46,6 +46,7 @@ from typing import Callable
 
 import numpy as np
 
+from exporters import slim_graph
 from exporters.errors import ExportError
 
 # The serving signature's input and output names: the argument name of
@@ -56,9 +57,6 @@ SERVING_OUTPUT_KEY = "output_0"
 _OUTPUT_FOR_MODULE_TYPE = {"classification": "logits", "feature_vector": "features"}
 # Batch norm's moving statistics: the only variables that must not train.
 _MOVING_STATISTICS_SUFFIXES = ("/moving_mean", "/moving_variance")
-# Variables of the classifier layer (slim_nets.cells.classifier_head), which
-# feature-vector exports leave out, as the published ones do.
-_CLASSIFIER_SCOPE = "final_layer/FC/"
 _MAX_ABS_DIFF = 1e-4
 
 
@@ -71,19 +69,11 @@ def _is_moving_statistic(name: str) -> bool:
   return name.endswith(_MOVING_STATISTICS_SUFFIXES)
 
 
-def exported_variable_names(module_type: str, checkpoint_names) -> list[str]:
-  """The checkpoint variables an export of `module_type` holds (graph order)."""
-  if module_type == "classification":
-    return list(checkpoint_names)
-  return [n for n in checkpoint_names if not n.startswith(_CLASSIFIER_SCOPE)]
-
-
 def _build_network_module(release, values: dict[str, np.ndarray]):
   """Returns the tf.Module whose `forward` builds the Slim network on its own variables."""
   import tensorflow as tf
   from tf_keras.src.legacy_tf_layers.variable_scope_shim import track_tf1_style_variables
 
-  from exporters import slim_graph
 
   output_key = _OUTPUT_FOR_MODULE_TYPE[release.module_type]
   num_classes = release.registry.publisher["num_classes"] if output_key == "logits" else 0
@@ -165,7 +155,7 @@ def build_export_object(release, values: dict[str, np.ndarray]):
     call.get_concrete_function(images_spec, training=training, batch_norm_momentum=momentum_spec)
 
   variables = network.slim_variables
-  wanted = exported_variable_names(release.module_type, values)
+  wanted = slim_graph.exported_variable_names(release.module_type, values)
   missing = sorted(set(wanted) - set(variables))
   extra = sorted(set(variables) - set(wanted))
   if missing or extra:
@@ -196,7 +186,7 @@ def write(release, checkpoint, export_dir: str, log: Callable[[str], None] = pri
   import tensorflow as tf
 
   left_out = len(checkpoint.values) - len(
-      exported_variable_names(release.module_type, checkpoint.values))
+      slim_graph.exported_variable_names(release.module_type, checkpoint.values))
   if left_out:
     log(f"{release.handle_with_version}: leaving out {left_out} classifier variable(s)")
   log(f"{release.handle_with_version}: tracing {release.model.name} (inference and training)")
@@ -226,7 +216,7 @@ def _verify_variables(loaded, checkpoint, module_type: str) -> dict:
   names = [_variable_name(v) for v in loaded.variables]
   if len(set(names)) != len(names):
     raise ExportError("the exported variables have duplicate names")
-  expected = set(exported_variable_names(module_type, checkpoint.values))
+  expected = set(slim_graph.exported_variable_names(module_type, checkpoint.values))
   if set(names) != expected:
     missing, extra = sorted(expected - set(names)), sorted(set(names) - expected)
     raise ExportError(f"exported variables differ from the checkpoint's: missing {missing[:5]}, "
@@ -276,7 +266,6 @@ def verify(release, export_dir: str, checkpoint, reference, log: Callable[[str],
   import tensorflow as tf
   import tensorflow_hub as hub
 
-  from exporters import slim_graph
 
   output_key = _OUTPUT_FOR_MODULE_TYPE[release.module_type]
   loaded = hub.load(export_dir)

@@ -13,6 +13,19 @@ import slim_nets
 from registry import Model
 
 
+# The classifier layer (slim_nets.cells.classifier_head): feature-vector
+# exports leave it out, as the published ones do ("save the space occupied by
+# the classification layer").
+CLASSIFIER_SCOPE = "final_layer/FC/"
+
+
+def exported_variable_names(module_type: str, checkpoint_names) -> list[str]:
+  """The checkpoint variables an export of `module_type` holds (in the given order)."""
+  if module_type == "classification":
+    return list(checkpoint_names)
+  return [n for n in checkpoint_names if not n.startswith(CLASSIFIER_SCOPE)]
+
+
 def build_outputs(model: Model, images, *, training: bool, batch_norm_momentum=0.9997,
                   batch_norm_updates_collections=tf.GraphKeys.UPDATE_OPS,
                   num_classes: int = 1001) -> dict:

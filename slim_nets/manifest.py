@@ -7,13 +7,19 @@ Libraries import `graph_variables` from here; the flags are defined only
 when this module runs as a program, so importing it never clashes with the
 importer's own flags.
 """
+import functools
 import sys
 
 from absl import app, flags
 
 
-def graph_variables(model: str, aux: bool = False) -> list[tuple[str, tuple[int, ...]]]:
-  """(name, shape) of every variable the graph for `model` creates, in creation order."""
+@functools.lru_cache(maxsize=None)
+def graph_variables(model: str, aux: bool = False) -> tuple[tuple[str, tuple[int, ...]], ...]:
+  """(name, shape) of every variable the graph for `model` creates, in creation order.
+
+  Cached per process: building a graph costs seconds, and fetch, export and
+  verification all ask for the same list.
+  """
   import tensorflow.compat.v1 as tf
   import slim_nets
   net = slim_nets.get_net(model)
@@ -22,7 +28,7 @@ def graph_variables(model: str, aux: bool = False) -> list[tuple[str, tuple[int,
     images = tf.placeholder(tf.float32, [1, net.image_size, net.image_size, 3])
     # Training mode: the aux head exists only there in TF-Slim's own graphs.
     slim_nets.build(model, images, is_training=aux, use_aux_head=aux)
-    return [(v.op.name, tuple(v.shape.as_list())) for v in tf.global_variables()]
+    return tuple((v.op.name, tuple(v.shape.as_list())) for v in tf.global_variables())
 
 
 def format_manifest(variables) -> str:

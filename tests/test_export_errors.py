@@ -86,7 +86,7 @@ def test_another_models_checkpoint(export_dir, ckpt_factory):
   other = ckpt_factory("pnasnet_mobile")
   result = run_export(*export_flags(export_dir, checkpoint_path=other))
   assert_failed_writing_nothing(result, export_dir, "does not match the nasnet_mobile graph",
-                                "missing from the checkpoint", "not nasnet_mobile's")
+                                "variables are missing", "variables are not in the graph")
 
 
 def _write_with_one_tensor_reshaped(source, target: pathlib.Path, name: str):
@@ -108,8 +108,8 @@ def test_checkpoint_with_one_tensor_of_the_wrong_shape(export_dir, ckpt_factory,
   broken = _write_with_one_tensor_reshaped(ckpt_factory(MODEL), tmp_path / "broken" / "model.ckpt",
                                            "cell_3/1x1/weights")
   result = run_export(*export_flags(export_dir, checkpoint_path=broken))
-  assert_failed_writing_nothing(result, export_dir, "1 shape mismatch(es)", "cell_3/1x1/weights",
-                                "checkpoint [1, 1, 264, 22], graph [1, 1, 264, 44]")
+  assert_failed_writing_nothing(result, export_dir, "1 have other shapes",
+                                "cell_3/1x1/weights is [1, 1, 264, 22], graph [1, 1, 264, 44]")
 
 
 def test_failed_verification_leaves_no_export_dir(export_dir, ckpt_factory, monkeypatch):

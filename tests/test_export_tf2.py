@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import registry
-from exporters import export_lib, saved_model_2
+from exporters import export_lib, saved_model_2, slim_graph
 
 FAST_MODEL = "nasnet_mobile"
 FINE_TUNING_MOMENTUM = 0.997
@@ -108,8 +108,8 @@ def test_every_tf2_release_is_written_by_this_module(release):
 
 
 def test_feature_vectors_leave_out_exactly_the_classifier(checkpoint_values):
-  classification = saved_model_2.exported_variable_names("classification", checkpoint_values)
-  features = saved_model_2.exported_variable_names("feature_vector", checkpoint_values)
+  classification = slim_graph.exported_variable_names("classification", checkpoint_values)
+  features = slim_graph.exported_variable_names("feature_vector", checkpoint_values)
   assert classification == list(checkpoint_values)
   assert sorted(set(classification) - set(features)) == ["final_layer/FC/biases",
                                                          "final_layer/FC/weights"]
@@ -152,7 +152,7 @@ def test_keras_layer_inference_reproduces_golden(loaded, release, golden_nasnet_
 @pytest.mark.parametrize("release", V4_RELEASES, ids=release_id)
 def test_variables_are_the_checkpoints_with_slim_names(loaded, release, checkpoint_values):
   layer = keras_layer(loaded(release), trainable=True)
-  expected = saved_model_2.exported_variable_names(release.module_type, checkpoint_values)
+  expected = slim_graph.exported_variable_names(release.module_type, checkpoint_values)
   assert sorted(w.name for w in layer.weights) == sorted(f"{n}:0" for n in expected)
   for weight in layer.weights:
     np.testing.assert_array_equal(weight.numpy(), checkpoint_values[weight.name[:-2]])
