@@ -8,7 +8,7 @@ COMPAT_PY := $(COMPAT_VENV)/bin/python
 STAMP := $(VENV)/.installed
 COMPAT_STAMP := $(COMPAT_VENV)/.installed
 
-.PHONY: install compat-env test test-fast export-all docs bench publish-local clean
+.PHONY: install compat-env test test-fast export-all docs bench publish publish-local serve clean
 
 install: $(STAMP)
 
@@ -35,13 +35,34 @@ test: install compat-env
 test-fast: install
 	$(PY) -m pytest -q -m "not compat and not slow" tests
 
+# Exports every published version (skipping what is up to date) and its card.
+EXPORT_DIR ?= exports
 EXPORT_FLAGS ?=
 export-all: install
-	$(PY) -m exporters.export_all $(EXPORT_FLAGS)
+	$(PY) -m exporters.export_all --export_dir=$(EXPORT_DIR) $(EXPORT_FLAGS)
+
+# Publishes the export tree (archives, cards, manifests) to PUBLISH_DEST, a
+# folder or a gs:// URL; CI runs `make publish PUBLISH_DEST=gs://...`.
+# publish-local is the same into published/, which `make serve` serves.
+PUBLISH_DEST ?= published
+PUBLISH_FLAGS ?=
+publish: export-all
+	$(PY) -m exporters.publish --export_dir=$(EXPORT_DIR) --dest=$(PUBLISH_DEST) $(PUBLISH_FLAGS)
+
+publish-local: PUBLISH_DEST = published
+publish-local: publish
+
+SERVE_PORT ?= 8000
+serve: install
+	$(PY) -m exporters.serve --root=published --port=$(SERVE_PORT)
 
 docs: install
 	$(PY) -m exporters.docs --output_dir=docs
 
+# Measures on this machine and writes bench_results/bench.{json,md,png}. The
+# CI-sized run (under 15 minutes on 2 cores) is
+#   make bench BENCH_FLAGS=--models=nasnet_mobile
+# without flags every published model is measured (hours on such a machine).
 BENCH_FLAGS ?=
 bench: install
 	$(PY) -m bench $(BENCH_FLAGS)

@@ -1,0 +1,78 @@
+r"""Exports every published model version from the released checkpoints, with its card.
+
+  python -m exporters.export_all                                  # everything
+  python -m exporters.export_all --models=nasnet_mobile --jobs=2
+  python -m exporters.export_all --mirror=/srv/ckpt-archives      # fetch from a mirror
+
+Writes `<export_dir>/google/imagenet/<model>/<module_type>/<version>/` (verified
+exports), `<version>.md` (cards) and `.<version>.stamp.json` (what each export
+was made from) beside them. Releases whose stamp matches are skipped; missing
+checkpoints are fetched first, and when they cannot be, nothing is exported.
+Ends with a table of every release; exits 1 if any export failed. The logic
+lives in exporters/export_all_lib.py.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Keep TensorFlow's start-up noise out.
+
+from absl import app, flags  # noqa: E402
+
+from exporters import export_all_lib  # noqa: E402
+from exporters.errors import ExportError  # noqa: E402
+
+_CHECKPOINT_DIR = flags.DEFINE_string(
+    "checkpoint_dir", "checkpoints", "Folder holding <model>/model.ckpt.*; missing ones are "
+    "fetched into it.")
+_EXPORT_DIR = flags.DEFINE_string("export_dir", "exports", "Root of the export tree.")
+_MODELS = flags.DEFINE_list("models", [], "Only these models (default: all).")
+_MODULE_TYPES = flags.DEFINE_list("module_types", [], "Only these module types (default: both).")
+_VERSIONS = flags.DEFINE_list("versions", [], "Only these versions (default: all published).")
+_JOBS = flags.DEFINE_integer("jobs", 1, "Exports to run at once, each in a fresh process.",
+                             lower_bound=1)
+_MEMORY_BUDGET_GB = flags.DEFINE_float(
+    "memory_budget_gb", 0.0, "With --jobs>1, start an export only while the running ones' "
+    "estimated memory fits in this many GB (default: 80% of the available memory).",
+    lower_bound=0.0)
+_MIRROR = flags.DEFINE_string(
+    "mirror", None, "Base URL or folder holding the released checkpoint archives, for fetching "
+    "missing checkpoints (default: $CHECKPOINT_MIRROR, else the publisher).")
+_FORCE = flags.DEFINE_bool("force", False, "Export again even the releases that are up to date.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  try:
+    versions = tuple(int(v) for v in _VERSIONS.value)
+  except ValueError:
+    raise app.UsageError(f"--versions must be numbers, not {','.join(_VERSIONS.value)}")
+  config = export_all_lib.ExportAllConfig(
+      checkpoint_dir=_CHECKPOINT_DIR.value, export_dir=_EXPORT_DIR.value,
+      models=tuple(_MODELS.value), module_types=tuple(_MODULE_TYPES.value), versions=versions,
+      jobs=_JOBS.value, memory_budget_gb=_MEMORY_BUDGET_GB.value, mirror=_MIRROR.value,
+      force=_FORCE.value)
+  # A polite kill stops like Ctrl-C: workers are stopped and their temporary dirs removed.
+  signal.signal(signal.SIGTERM, export_all_lib.interrupt_on_signal)
+  signal.signal(signal.SIGINT, export_all_lib.interrupt_on_signal)
+  log = lambda text: print(text, flush=True)  # noqa: E731
+  try:
+    result = export_all_lib.run(config, log=log)
+  except ExportError as e:
+    if getattr(e, "result", None):
+      log("\n" + export_all_lib.format_table(e.result.rows))
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  except KeyboardInterrupt:
+    print("interrupted: the export in progress was discarded; finished exports are kept "
+          "and the next run continues from them", file=sys.stderr)
+    return 130
+  log("\n" + export_all_lib.format_table(result.rows))
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(main)

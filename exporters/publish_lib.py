@@ -1,0 +1,411 @@
+"""Publishes an export tree in the form a model hub serves, immutably and repeatably.
+
+For each exported (model, module type, version) it writes, under `dest` (a
+folder, or any path tf.io.gfile writes, such as gs://bucket/prefix), the
+layout of TF Hub's module bucket:
+
+  <dest>/<handle>/<version>.tar.gz          the export in TF Hub's compressed format
+  <dest>/<handle>/<version>.md              its card
+  <dest>/<handle>/<version>.manifest.json   handle, version, format, sha256, size,
+                                            source checkpoint and its hash, toolchain version
+
+`<handle>` is `google/imagenet/<model>/<module_type>`, so the archive's path is
+the versioned handle plus `.tar.gz`, as tfhub.dev's bucket names them.
+
+The archive is deterministic: entries sorted, `saved_model.pb` at its root,
+mtime 0, owner 0/0 without names, modes 0644/0755, and a gzip header without
+file name or time. The same export gives the same bytes, so publishing again
+is a no-op. A published version is immutable: an archive of other bytes under
+an existing version is refused unless `force`.
+
+Every file is written to a temporary name beside its target and renamed
+there; the manifest comes last, and a failure removes what this run had put
+in place for that version, so a reader never sees part of a version.
+"""
+from __future__ import annotations
+
+import dataclasses
+import errno
+import gzip
+import hashlib
+import io
+import json
+import os
+import posixpath
+import stat
+import tarfile
+import uuid
+from typing import Callable
+
+import registry as registry_lib
+from exporters import export_all_lib
+from exporters.errors import ExportError
+
+MANIFEST_FORMAT = 1
+COMPRESS_LEVEL = 6
+CHUNK = 1 << 20
+ARCHIVE_MTIME = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class PublishConfig:
+  export_dir: str
+  dest: str
+  models: tuple[str, ...] = ()
+  module_types: tuple[str, ...] = ()
+  versions: tuple[int, ...] = ()
+  force: bool = False  # Replace a published version whose archive differs.
+
+
+@dataclasses.dataclass
+class Published:
+  handle: str  # With the version: google/imagenet/<model>/<module_type>/<version>.
+  archive: str  # Its path under dest.
+  sha256: str
+  size: int
+  status: str  # "published", "unchanged", "card updated" or "replaced".
+
+
+# ---- Destination layout.
+
+def _join(*parts: str) -> str:
+  """Joins like os.path.join for local paths and like posixpath for URLs (gs://...)."""
+  if "://" in parts[0]:
+    return posixpath.join(parts[0].rstrip("/"), *parts[1:])
+  return os.path.join(*parts)
+
+
+def archive_path(dest: str, release: registry_lib.Release) -> str:
+  return _join(dest, *release.handle.split("/"), f"{release.version.number}.tar.gz")
+
+
+def card_path(dest: str, release: registry_lib.Release) -> str:
+  return _join(dest, *release.handle.split("/"), f"{release.version.number}.md")
+
+
+def manifest_path(dest: str, release: registry_lib.Release) -> str:
+  return _join(dest, *release.handle.split("/"), f"{release.version.number}.manifest.json")
+
+
+# ---- The archive.
+
+class _HashingWriter(io.RawIOBase):
+  """Passes bytes to `sink` while counting them and hashing them."""
+
+  def __init__(self, sink):
+    self.sink = sink
+    self.sha256 = hashlib.sha256()
+    self.size = 0
+
+  def writable(self):
+    return True
+
+  def write(self, data):
+    self.sink.write(data)
+    self.sha256.update(data)
+    self.size += len(data)
+    return len(data)
+
+
+def archive_members(export_dir: str) -> list[tuple[str, str]]:
+  """(name in the archive, local path) of every entry, sorted; refuses links and special files."""
+  members = []
+  for parent, dirs, files in os.walk(export_dir):
+    for name in dirs + files:
+      path = os.path.join(parent, name)
+      mode = os.lstat(path).st_mode
+      if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+        raise ExportError(f"{path} is a link or special file; an export holds only files "
+                          f"and directories")
+      members.append((os.path.relpath(path, export_dir).replace(os.sep, "/"), path))
+  members.sort()
+  if ("saved_model.pb", os.path.join(export_dir, "saved_model.pb")) not in members:
+    raise ExportError(f"{export_dir} holds no saved_model.pb; it is not an export")
+  return members
+
+
+def write_archive(export_dir: str, fileobj) -> tuple[str, int]:
+  """Writes the deterministic tar.gz of `export_dir` to `fileobj`; returns (sha256, size)."""
+  sink = _HashingWriter(fileobj)
+  with gzip.GzipFile(filename="", mode="wb", fileobj=sink, compresslevel=COMPRESS_LEVEL,
+                     mtime=ARCHIVE_MTIME) as gz:
+    with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+      for name, path in archive_members(export_dir):
+        info = tarfile.TarInfo(name)
+        info.mtime = ARCHIVE_MTIME
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        if os.path.isdir(path):
+          info.type, info.mode = tarfile.DIRTYPE, 0o755
+          tar.addfile(info)
+        else:
+          info.type, info.mode = tarfile.REGTYPE, 0o644
+          info.size = os.path.getsize(path)
+          with open(path, "rb") as f:
+            tar.addfile(info, f)
+  return sink.sha256.hexdigest(), sink.size
+
+
+# ---- What gets published.
+
+@dataclasses.dataclass
+class _Export:
+  release: registry_lib.Release
+  export_dir: str
+  card: str
+  stamp: dict
+
+
+def find_exports(config: PublishConfig, reg: registry_lib.Registry) -> list[_Export]:
+  """The stamped exports to publish; with --models, each selected release must be exported."""
+  try:
+    releases = list(reg.releases(models=config.models, module_types=config.module_types,
+                                 versions=config.versions))
+  except registry_lib.RegistryError as e:
+    raise ExportError(str(e)) from None
+  if not os.path.isdir(config.export_dir):
+    raise ExportError(f"--export_dir {config.export_dir!r} does not exist; run "
+                      f"`python -m exporters.export_all --export_dir={config.export_dir}` first")
+  required = bool(config.models)  # Else: whatever of the selection is exported.
+  found, missing = [], []
+  for release in releases:
+    export_dir = str(export_all_lib.export_path(config.export_dir, release))
+    stamp = export_all_lib.read_stamp(export_all_lib.stamp_path(config.export_dir, release))
+    card = export_all_lib.card_path(config.export_dir, release)
+    exported = os.path.isfile(os.path.join(export_dir, "saved_model.pb"))
+    if exported and stamp and card.is_file():
+      found.append(_Export(release, export_dir, str(card), stamp))
+    elif exported or required:
+      why = ("no export" if not exported else "no stamp (made outside export_all?)"
+             if not stamp else "no card")
+      missing.append(f"{release.handle_with_version} ({why})")
+  if missing:
+    raise ExportError(
+        f"cannot publish {len(missing)} release(s) from {config.export_dir}: "
+        f"{', '.join(missing)}; run `python -m exporters.export_all` for them first")
+  if not found:
+    raise ExportError(f"{config.export_dir} holds no exports; run "
+                      f"`python -m exporters.export_all --export_dir={config.export_dir}` first")
+  return found
+
+
+def manifest(export: _Export, sha256: str, size: int) -> dict:
+  release, stamp = export.release, export.stamp
+  model = release.model
+  return {
+      "manifest_format": MANIFEST_FORMAT,
+      "handle": release.handle,
+      "version": release.version.number,
+      "format": release.version.format,
+      "archive": f"{release.version.number}.tar.gz",
+      "sha256": sha256,
+      "size": size,
+      "card": f"{release.version.number}.md",
+      "source_checkpoint": {
+          "name": model.checkpoint_label,
+          "url": model.checkpoint_url,
+          "sha256": stamp["inputs"]["checkpoint_sha256"],
+          "sha256_of": "the .index and .data-* files (checkpoints.fetch_lib.checkpoint_sha256)",
+      },
+      "toolchain_version": stamp["code_version"],
+  }
+
+
+def _manifest_bytes(data: dict) -> bytes:
+  return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
+
+
+# ---- Writing through tf.io.gfile.
+
+def _gfile():
+  import tensorflow as tf
+  return tf.io.gfile
+
+
+def _storage_errors() -> tuple[type[BaseException], ...]:
+  import tensorflow as tf
+  return (OSError, tf.errors.OpError)
+
+
+def _temp_name(path: str) -> str:
+  head, tail = posixpath.split(path) if "://" in path else os.path.split(path)
+  return _join(head, f".tmp-{tail}-{uuid.uuid4().hex[:12]}")
+
+
+def _read_bytes(path: str) -> bytes | None:
+  gfile = _gfile()
+  if not gfile.exists(path):
+    return None
+  with gfile.GFile(path, "rb") as f:
+    return f.read()
+
+
+def _file_sha256(path: str) -> str:
+  h = hashlib.sha256()
+  with _gfile().GFile(path, "rb") as f:
+    while chunk := f.read(CHUNK):
+      h.update(chunk)
+  return h.hexdigest()
+
+
+def _write_temp(path: str, data: bytes, temps: list[str]) -> str:
+  tmp = _temp_name(path)
+  temps.append(tmp)
+  with _gfile().GFile(tmp, "wb") as f:
+    f.write(data)
+  return tmp
+
+
+def _remove_quietly(paths: list[str]) -> None:
+  gfile = _gfile()
+  for path in paths:
+    try:
+      if gfile.exists(path):
+        gfile.remove(path)
+    except _storage_errors():
+      pass
+
+
+def _storage_message(e: BaseException) -> str:
+  if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+    return f"no space left on the device ({e})"
+  return getattr(e, "message", None) or str(e) or type(e).__name__
+
+
+# ---- Publishing one version.
+
+def publish_one(export: _Export, dest: str, force: bool,
+                log: Callable[[str], None]) -> Published:
+  """Publishes one version; a new version appears whole or not at all.
+
+  Replacing a version (`force`) renames the new archive, card and manifest over
+  the old ones in that order; should that be cut short, publishing again
+  completes it (the archive's bytes decide, not its manifest).
+  """
+  release = export.release
+  label = release.handle_with_version
+  archive, card, manifest_file = (archive_path(dest, release), card_path(dest, release),
+                                  manifest_path(dest, release))
+  gfile = _gfile()
+  temps, renamed, placed, status = [], [], [], None
+  try:
+    gfile.makedirs(_dirname(archive))
+    _remove_quietly(_stale_temporaries(archive, card, manifest_file))
+    tmp_archive = _temp_name(archive)
+    temps.append(tmp_archive)
+    with gfile.GFile(tmp_archive, "wb") as f:
+      sha256, size = write_archive(export.export_dir, f)
+    old_sha256 = _published_sha256(archive, manifest_file)
+    if old_sha256 is not None and old_sha256 != sha256 and not force:
+      raise ExportError(
+          f"{label} is already published at {archive} with other bytes (sha256 {old_sha256}, "
+          f"new {sha256}); a published version is immutable. Publish the change as a new "
+          f"version, or pass --force to replace it")
+    status = ("published" if old_sha256 is None else "unchanged" if old_sha256 == sha256
+              else "replaced")
+    with open(export.card, "rb") as f:
+      card_bytes = f.read()
+    manifest_bytes = _manifest_bytes(manifest(export, sha256, size))
+    staged = []  # (temporary, target), renamed in this order: the manifest comes last.
+    if status in ("published", "replaced"):
+      staged.append((tmp_archive, archive))
+    if _read_bytes(card) != card_bytes:
+      staged.append((_write_temp(card, card_bytes, temps), card))
+      status = "card updated" if status == "unchanged" else status
+    if _read_bytes(manifest_file) != manifest_bytes:
+      staged.append((_write_temp(manifest_file, manifest_bytes, temps), manifest_file))
+    for tmp, path in staged:
+      gfile.rename(tmp, path, overwrite=True)
+      renamed.append(tmp)
+      placed.append(path)
+  except BaseException as e:
+    new_version = status in (None, "published")
+    if new_version:  # Take back what this run put in place.
+      _remove_quietly(placed)
+      _prune_empty_dirs(_dirname(archive), dest)
+    if isinstance(e, _storage_errors()):
+      outcome = "nothing of it was left there" if new_version else "publish again to complete it"
+      raise ExportError(
+          f"cannot publish {label} to {dest}: {_storage_message(e)}; {outcome}") from None
+    raise
+  finally:
+    _remove_quietly([t for t in temps if t not in renamed])
+  log(f"{label}: {status} ({size} bytes, sha256 {sha256})")
+  return Published(handle=label, archive=archive, sha256=sha256, size=size, status=status)
+
+
+def _stale_temporaries(*paths: str) -> list[str]:
+  """Temporary files a killed publish of these files left beside them."""
+  found = []
+  for path in paths:
+    found += _gfile().glob(_temp_name(path).rsplit("-", 1)[0] + "-*")
+  return found
+
+
+def _dirname(path: str) -> str:
+  return posixpath.dirname(path) if "://" in path else os.path.dirname(path)
+
+
+def _prune_empty_dirs(path: str, stop: str) -> None:
+  """Removes the empty local folders from `path` up to, not including, `stop`."""
+  if "://" in path:
+    return  # Object stores have no empty folders to leave behind.
+  path, stop = os.path.abspath(path), os.path.abspath(stop)
+  while path.startswith(stop + os.sep):
+    try:
+      os.rmdir(path)
+    except OSError:
+      return
+    path = os.path.dirname(path)
+
+
+def _published_sha256(archive: str, manifest_file: str) -> str | None:
+  """The sha256 of the archive published at `archive`, or None when there is none."""
+  gfile = _gfile()
+  if not gfile.exists(archive):
+    return None
+  data = _read_bytes(manifest_file)
+  try:
+    recorded = json.loads(data) if data else {}
+  except ValueError:
+    recorded = {}
+  if recorded.get("sha256") and recorded.get("size") == gfile.stat(archive).length:
+    return recorded["sha256"]
+  return _file_sha256(archive)  # No trustworthy manifest: hash what is served.
+
+
+def run(config: PublishConfig, log: Callable[[str], None] = print,
+        reg: registry_lib.Registry | None = None) -> list[Published]:
+  """Publishes every selected export; raises ExportError naming the versions that failed."""
+  reg = reg or registry_lib.default()
+  exports = find_exports(config, reg)
+  _check_dest(config.dest)
+  results, problems = [], []
+  for export in exports:
+    try:
+      results.append(publish_one(export, config.dest, config.force, log))
+    except ExportError as e:
+      problems.append(str(e))
+      log(f"{export.release.handle_with_version}: FAILED: {e}")
+  if problems:
+    raise ExportError(f"{len(problems)} of {len(exports)} version(s) not published:\n  "
+                      + "\n  ".join(problems))
+  return results
+
+
+def _check_dest(dest: str) -> None:
+  """Fails early, with the reason, when `dest` cannot be a folder."""
+  try:
+    gfile = _gfile()
+    gfile.makedirs(dest)
+    if not gfile.isdir(dest):
+      raise ExportError(f"--dest {dest!r} is not a folder")
+  except _storage_errors() as e:
+    raise ExportError(f"cannot write to --dest {dest!r}: {_storage_message(e)}") from None
+
+
+def format_table(results: list[Published]) -> str:
+  header = ("handle", "status", "size", "sha256")
+  lines = [header] + [(r.handle, r.status, str(r.size), r.sha256) for r in results]
+  widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+  return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)

@@ -1,0 +1,433 @@
+"""export_all: planning, stamps, progress, parallel runs within a memory budget, bad input.
+
+The fast tests stand tests/export_tree.py's fake exporter in for export_lib
+(in-process and in worker processes); the end-to-end tests run the real
+exporters on the checkpoint ../shared/checkpoints/make_ckpt.py writes: one
+session-wide export of every nasnet_mobile version (shared with test_publish
+and test_serve), and a real export killed midway and run again.
+"""
+import errno
+import fcntl
+import io
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import registry
+from exporters import docs_lib, export_all_lib, export_lib, publish_lib
+from exporters.errors import ExportError
+from tests.conftest import make_checkpoint
+from tests.export_tree import (FAKE_EXPORTER, fake_checkpoint_dir, nasnet_mobile_releases,
+                               nasnet_mobile_tree)  # noqa: F401
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+HANDLE_DIR = pathlib.PurePosixPath("google/imagenet/nasnet_mobile/classification")
+NUM_RELEASES = len(nasnet_mobile_releases())
+
+
+def config(tmp_path, **kw):
+  fields = dict(checkpoint_dir=str(tmp_path / "checkpoints"), export_dir=str(tmp_path / "exports"),
+                models=("nasnet_mobile",), mirror=str(tmp_path / "empty_mirror"),
+                exporter=FAKE_EXPORTER, heartbeat_s=0, in_process=True)
+  fields.update(kw)
+  return export_all_lib.ExportAllConfig(**fields)
+
+
+def run(cfg):
+  lines = []
+  try:
+    result = export_all_lib.run(cfg, log=lines.append)
+  except ExportError as e:
+    e.output = "\n".join(lines)
+    raise
+  return result, "\n".join(lines)
+
+
+def statuses(result):
+  return [r.status for r in result.rows]
+
+
+def leftovers(export_dir: pathlib.Path):
+  return sorted(str(p.relative_to(export_dir)) for p in export_dir.rglob(".*")
+                if p.name.startswith(export_all_lib.TEMP_PREFIXES))
+
+
+@pytest.fixture
+def fake_ckpts(tmp_path):
+  return fake_checkpoint_dir(tmp_path / "checkpoints")
+
+
+# ---- Fast: the fake exporter.
+
+def test_exports_everything_then_nothing_then_what_changed(tmp_path, fake_ckpts):
+  cfg = config(tmp_path)
+  exports = tmp_path / "exports"
+  result, output = run(cfg)
+  assert statuses(result) == ["exported"] * NUM_RELEASES
+  for release in nasnet_mobile_releases():
+    assert (export_all_lib.export_path(exports, release) / "saved_model.pb").is_file()
+    stamp = export_all_lib.read_stamp(export_all_lib.stamp_path(exports, release))
+    assert stamp["inputs"]["checkpoint_sha256"] and stamp["code_version"]
+    card = export_all_lib.card_path(exports, release).read_text()
+    assert card == docs_lib.render_card(release)
+  assert f"[1/{NUM_RELEASES}] {HANDLE_DIR}/1: exporting (hub) … elapsed" in output
+  assert f"[{NUM_RELEASES}/{NUM_RELEASES}] google/imagenet/nasnet_mobile/feature_vector/5: " \
+         f"exported and verified in" in output
+  assert result.cards_written == NUM_RELEASES
+
+  again, output = run(cfg)
+  assert statuses(again) == ["up to date"] * NUM_RELEASES
+  assert f"all {NUM_RELEASES} export(s) up to date; no export work done" in output
+  assert "exporting" not in output and again.cards_written == 0
+
+  # A new file time alone changes nothing: the stamp is over the content.
+  for path in (fake_ckpts / "nasnet_mobile").iterdir():
+    os.utime(path, (time.time() + 100, time.time() + 100))
+  assert statuses(run(cfg)[0]) == ["up to date"] * NUM_RELEASES
+  # New checkpoint content re-exports everything made from it.
+  (fake_ckpts / "nasnet_mobile" / "model.ckpt.data-00000-of-00001").write_bytes(b"data v2")
+  assert statuses(run(cfg)[0]) == ["exported"] * NUM_RELEASES
+  # A deleted export is exported again, alone.
+  shutil.rmtree(exports / HANDLE_DIR / "3")
+  result, _ = run(cfg)
+  assert [r.version for r in result.rows if r.status == "exported"] == [3]
+  assert leftovers(exports) == []
+
+
+def test_code_or_registry_change_makes_releases_stale(tmp_path, fake_ckpts, monkeypatch):
+  cfg = config(tmp_path, versions=(4,))
+  run(cfg)
+  fingerprint = dict(export_all_lib.code_fingerprint(), sources_sha256="0" * 64)
+  monkeypatch.setattr(export_all_lib, "code_fingerprint", lambda: fingerprint)
+  assert statuses(run(cfg)[0]) == ["exported", "exported"]
+  assert statuses(run(cfg)[0]) == ["up to date", "up to date"]
+  # A registry fact an export reads (not a card text) is part of the stamp.
+  reg = registry.default()
+  changed = registry.Registry(
+      publisher=reg.publisher, models=reg.models, cards=reg.cards, papers=reg.papers,
+      families=reg.families,
+      versions={**reg.versions, 4: registry.Version(**{
+          **{f: getattr(reg.versions[4], f) for f in reg.versions[4].__dataclass_fields__},
+          "batch_norm_momentum": 0.9})})
+  jobs = export_all_lib.plan(cfg, changed, list(changed.releases(models=["nasnet_mobile"],
+                                                                 versions=[4])),
+                             {"nasnet_mobile": fake_ckpts / "nasnet_mobile" / "model.ckpt"})
+  assert [j.up_to_date for j in jobs] == [False, False]
+
+
+def test_force_exports_again(tmp_path, fake_ckpts):
+  run(config(tmp_path, versions=(5,)))
+  assert statuses(run(config(tmp_path, versions=(5,), force=True))[0]) == ["exported"] * 2
+
+
+def test_table(tmp_path, fake_ckpts):
+  result, _ = run(config(tmp_path, module_types=("classification",)))
+  table = export_all_lib.format_table(result.rows).splitlines()
+  assert table[0].split() == ["handle", "version", "format", "size", "seconds", "verified"]
+  assert len(table) == 2 + len(result.rows)
+  assert table[2].split()[:3] == [str(HANDLE_DIR), "1", "hub"]
+  assert table[2].split()[-1] == "yes" and "KiB" in table[2]
+  result, _ = run(config(tmp_path, module_types=("classification",)))
+  assert export_all_lib.format_table(result.rows).splitlines()[2].endswith("yes (up to date)")
+
+
+def test_parallel_jobs_stay_within_the_memory_budget(tmp_path, fake_ckpts, monkeypatch):
+  events = tmp_path / "events.jsonl"
+  monkeypatch.setenv("FAKE_EXPORT_LOG", str(events))
+  monkeypatch.setenv("FAKE_EXPORT_SECONDS", "2")
+  monkeypatch.setitem(export_all_lib.MEMORY_GB, "nasnet_mobile", 2.0)
+  # Room for 3 jobs, memory for 2.
+  result, output = run(config(tmp_path, jobs=3, memory_budget_gb=4.5, in_process=False))
+  assert statuses(result) == ["exported"] * NUM_RELEASES
+  running, most = 0, 0
+  for event in sorted((json.loads(line) for line in events.read_text().splitlines()),
+                      key=lambda e: (e["t"], e["event"] == "start")):
+    running += 1 if event["event"] == "start" else -1
+    most = max(most, running)
+  assert most == 2
+  assert "up to 3 at a time" in output
+
+
+def test_one_job_at_a_time_each_in_its_own_process(tmp_path, fake_ckpts, monkeypatch):
+  events = tmp_path / "events.jsonl"
+  monkeypatch.setenv("FAKE_EXPORT_LOG", str(events))
+  result, output = run(config(tmp_path, versions=(4, 5), in_process=False))
+  assert statuses(result) == ["exported"] * 4
+  order = [json.loads(line)["event"] for line in events.read_text().splitlines()]
+  assert order == ["start", "end"] * 4
+  assert "at a time" not in output
+
+
+def test_a_job_larger_than_the_budget_runs_alone(tmp_path, fake_ckpts, monkeypatch):
+  monkeypatch.setitem(export_all_lib.MEMORY_GB, "nasnet_mobile", 10.0)
+  result, output = run(config(tmp_path, jobs=2, memory_budget_gb=1, versions=(4,),
+                              in_process=False))
+  assert statuses(result) == ["exported"] * 2
+  assert "exceed the --memory_budget_gb of 1; running it alone" in output
+
+
+def test_failed_export_in_a_worker_leaves_nothing_and_others_finish(tmp_path, fake_ckpts,
+                                                                     monkeypatch):
+  monkeypatch.setenv("FAKE_EXPORT_FAIL", "nasnet_mobile/classification/4")
+  with pytest.raises(ExportError, match=r"1 of 8 export\(s\) failed: .*classification/4") as e:
+    run(config(tmp_path, jobs=2, in_process=False))
+  rows = {(r.handle, r.version): r for r in e.value.result.rows}
+  failed = rows[(str(HANDLE_DIR), 4)]
+  assert failed.status == "failed" and "no space left on the device" in failed.error
+  assert sum(r.status == "exported" for r in rows.values()) == NUM_RELEASES - 1
+  exports = tmp_path / "exports"
+  assert not (exports / HANDLE_DIR / "4").exists()
+  assert not (exports / HANDLE_DIR / ".4.stamp.json").exists()
+  assert leftovers(exports) == []
+  monkeypatch.delenv("FAKE_EXPORT_FAIL")
+  result, _ = run(config(tmp_path, jobs=2, in_process=False))
+  assert [r.version for r in result.rows if r.status == "exported"] == [4]
+
+
+class _FullDiskWriter:
+  """A format writer that runs out of disk space halfway through its files."""
+
+  @staticmethod
+  def write(release, checkpoint, export_dir, log):
+    pathlib.Path(export_dir, "saved_model.pb").write_bytes(b"half")
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+class _TinyWriter:
+  @staticmethod
+  def write(release, checkpoint, export_dir, log):
+    pathlib.Path(export_dir, "saved_model.pb").write_bytes(b"tiny")
+
+  @staticmethod
+  def verify(release, export_dir, checkpoint, reference, log):
+    return {"tiny": True}
+
+
+def test_full_disk_during_a_real_export_lib_run(tmp_path, ckpt_factory, monkeypatch):
+  """export_lib itself (real checkpoint reading) with a writer that hits ENOSPC."""
+  prefix = ckpt_factory("nasnet_mobile")
+  shutil.copytree(prefix.parent, tmp_path / "checkpoints" / "nasnet_mobile")
+  cfg = config(tmp_path, exporter=export_all_lib.DEFAULT_EXPORTER, versions=(4,),
+               module_types=("classification",))
+  monkeypatch.setattr(export_lib, "writer_for", lambda fmt: _FullDiskWriter)
+  with pytest.raises(ExportError, match="1 of 1 export"):
+    run(cfg)
+  exports = tmp_path / "exports"
+  assert sorted(p.name for p in (exports / HANDLE_DIR).iterdir()) == ["4.md"]
+  monkeypatch.setattr(export_lib, "writer_for", lambda fmt: _TinyWriter)
+  result, _ = run(cfg)
+  assert statuses(result) == ["exported"]
+  assert (exports / HANDLE_DIR / "4" / "saved_model.pb").read_bytes() == b"tiny"
+
+
+def test_stamp_that_cannot_be_written_means_export_again(tmp_path, fake_ckpts, monkeypatch):
+  cfg = config(tmp_path, versions=(5,), module_types=("classification",))
+  real = export_all_lib.write_atomically
+
+  def full_disk_for_stamps(path, data):
+    if path.name.endswith(".stamp.json"):
+      raise OSError(errno.ENOSPC, "No space left on device")
+    return real(path, data)
+
+  monkeypatch.setattr(export_all_lib, "write_atomically", full_disk_for_stamps)
+  with pytest.raises(ExportError) as e:
+    run(cfg)
+  assert "stamp could not be written" in e.value.result.rows[0].error
+  monkeypatch.undo()
+  assert statuses(run(cfg)[0]) == ["exported"]
+
+
+_INTERRUPTIBLE_RUN = """
+import signal, sys
+from exporters import export_all_lib
+signal.signal(signal.SIGTERM, export_all_lib.interrupt_on_signal)
+config = export_all_lib.ExportAllConfig(
+    checkpoint_dir=sys.argv[1], export_dir=sys.argv[2], models=("nasnet_mobile",), jobs=2,
+    memory_budget_gb=100, exporter="tests.export_tree:fake_export", heartbeat_s=0)
+try:
+  export_all_lib.run(config)
+except KeyboardInterrupt:
+  sys.exit(130)
+"""
+
+
+def test_sigterm_stops_the_workers_and_removes_their_temporaries(tmp_path, fake_ckpts):
+  exports = tmp_path / "exports"
+  env = dict(os.environ, FAKE_EXPORT_SECONDS="60")
+  proc = subprocess.Popen([sys.executable, "-c", _INTERRUPTIBLE_RUN, str(fake_ckpts),
+                           str(exports)], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT)
+  try:
+    assert _wait_for(lambda: len(leftovers(exports)) == 2, 60, proc), proc.communicate()[0]
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 130
+  finally:
+    proc.kill()
+  assert leftovers(exports) == []
+  assert not list(exports.glob("google/imagenet/*/*/[0-9]*"))
+
+
+def test_stale_temporaries_are_removed(tmp_path, fake_ckpts):
+  cfg = config(tmp_path, versions=(4,), module_types=("classification",))
+  run(cfg)
+  handle = tmp_path / "exports" / HANDLE_DIR
+  (handle / ".tmp-4-abcd" / "variables").mkdir(parents=True)
+  (handle / ".old-efgh").mkdir()
+  (handle / ".tmp-.4.stamp.json-xyz").write_text("{")
+  result, output = run(cfg)
+  assert "removed 3 temporary file(s) left by an interrupted run" in output
+  assert leftovers(tmp_path / "exports") == []
+  assert statuses(result) == ["up to date"]
+
+
+def test_a_second_concurrent_run_is_refused(tmp_path, fake_ckpts):
+  exports = tmp_path / "exports"
+  exports.mkdir()
+  fd = os.open(exports / export_all_lib.LOCK_NAME, os.O_RDWR | os.O_CREAT)
+  fcntl.flock(fd, fcntl.LOCK_EX)
+  try:
+    with pytest.raises(ExportError, match="another export_all is running"):
+      run(config(tmp_path))
+  finally:
+    os.close(fd)
+
+
+def test_unknown_model_stops_before_any_work(tmp_path, fake_ckpts):
+  with pytest.raises(ExportError, match="unknown model 'nasnet_tiny'; known models: nasnet_mobile"):
+    run(config(tmp_path, models=("nasnet_tiny",)))
+  with pytest.raises(ExportError, match="no published release matches .*versions=2"):
+    run(config(tmp_path, versions=(2,)))
+  assert not (tmp_path / "exports").exists()
+
+
+def test_missing_checkpoints_stop_before_any_work_saying_how_to_provide_them(tmp_path):
+  (tmp_path / "empty_mirror").mkdir()
+  cfg = config(tmp_path, checkpoint_dir=str(tmp_path / "no_such_dir"),
+               models=("nasnet_mobile", "nasnet_large"))
+  with pytest.raises(ExportError) as e:
+    run(cfg)
+  message = str(e.value)
+  assert "nothing was exported" in message
+  assert "nasnet_mobile: could not fetch nasnet-a_mobile_04_10_2017.tar.gz" in message
+  assert "nasnet_large: could not fetch" in message
+  assert "--mirror" in message
+  assert f"model.ckpt.index and model.ckpt.data-* under {tmp_path / 'no_such_dir'}/<model>/" \
+      in message
+  assert not (tmp_path / "exports").exists()
+
+
+def test_cli_bad_input(tmp_path):
+  (tmp_path / "empty_mirror").mkdir()
+  base = [sys.executable, "-m", "exporters.export_all", f"--export_dir={tmp_path}/exports",
+          f"--checkpoint_dir={tmp_path}/none", f"--mirror={tmp_path}/empty_mirror"]
+  done = subprocess.run(base + ["--models=nasnet_mobile"], cwd=REPO, capture_output=True,
+                        text=True)
+  assert done.returncode == 1
+  assert "error: cannot export without the released checkpoints" in done.stderr
+  assert "--mirror" in done.stderr and "model.ckpt.index" in done.stderr
+  done = subprocess.run(base + ["--models=nasnet_tiny"], cwd=REPO, capture_output=True,
+                        text=True)
+  assert done.returncode == 1 and "unknown model 'nasnet_tiny'" in done.stderr
+  assert not (tmp_path / "exports").exists()
+
+
+# ---- End to end: the real exporters.
+
+@pytest.mark.slow
+def test_real_export_all_writes_every_version_and_card(nasnet_mobile_tree):
+  tree = nasnet_mobile_tree
+  assert statuses(tree.result) == ["exported"] * NUM_RELEASES
+  assert all(r.verified and r.size > 1_000_000 for r in tree.result.rows)
+  for release in nasnet_mobile_releases():
+    export = export_all_lib.export_path(tree.export_dir, release)
+    assert (export / "saved_model.pb").is_file()
+    assert (export / "tfhub_module.pb").is_file() == (release.version.format == "hub")
+    assert export_all_lib.card_path(tree.export_dir, release).read_text() == \
+        docs_lib.render_card(release)
+    assert export_all_lib.read_stamp(export_all_lib.stamp_path(tree.export_dir, release))
+  assert leftovers(tree.export_dir) == []
+  assert f"[4/{NUM_RELEASES}] {HANDLE_DIR}/5: exported and verified" in tree.output
+
+
+@pytest.mark.slow
+def test_real_second_run_does_no_export_work(nasnet_mobile_tree):
+  tree = nasnet_mobile_tree
+  cfg = export_all_lib.ExportAllConfig(checkpoint_dir=str(tree.checkpoint_dir),
+                                       export_dir=str(tree.export_dir), models=("nasnet_mobile",))
+  result, output = run(cfg)
+  assert statuses(result) == ["up to date"] * NUM_RELEASES
+  assert "no export work done" in output and "exporting" not in output
+
+
+@pytest.mark.slow
+def test_real_changed_checkpoint_makes_every_release_stale(nasnet_mobile_tree, tmp_path):
+  tree = nasnet_mobile_tree
+  cfg = export_all_lib.ExportAllConfig(checkpoint_dir=str(tree.checkpoint_dir),
+                                       export_dir=str(tree.export_dir), models=("nasnet_mobile",))
+  reg = registry.default()
+  planned = export_all_lib.releases(cfg, reg)
+  prefix = tree.checkpoint_dir / "nasnet_mobile" / "model.ckpt"
+  for path in prefix.parent.iterdir():
+    os.utime(path)  # Touched, same content: still up to date.
+  assert all(j.up_to_date for j in export_all_lib.plan(cfg, reg, planned,
+                                                        {"nasnet_mobile": prefix}))
+  other = make_checkpoint("nasnet_mobile", tmp_path / "seed1" / "nasnet_mobile", seed=1)
+  assert not any(j.up_to_date for j in export_all_lib.plan(cfg, reg, planned,
+                                                            {"nasnet_mobile": other}))
+
+
+def _wait_for(predicate, timeout, proc):
+  deadline = time.monotonic() + timeout
+  while time.monotonic() < deadline:
+    if predicate():
+      return True
+    if proc.poll() is not None:
+      return False
+    time.sleep(0.2)
+  return False
+
+
+@pytest.mark.slow
+def test_real_export_killed_midway_leaves_nothing_and_the_next_run_recovers(
+    nasnet_mobile_tree, tmp_path):
+  """SIGTERM stops it and removes the temporary dir; after SIGKILL the next run removes it."""
+  exports = tmp_path / "exports"
+  handle = exports / "google/imagenet/nasnet_mobile/feature_vector"
+  cmd = [sys.executable, "-m", "exporters.export_all",
+         f"--checkpoint_dir={nasnet_mobile_tree.checkpoint_dir}", f"--export_dir={exports}",
+         "--models=nasnet_mobile", "--module_types=feature_vector", "--versions=3"]
+  temp_dirs = lambda: [p for p in handle.glob(".tmp-3-*")] if handle.exists() else []  # noqa
+
+  for sig in (signal.SIGTERM, signal.SIGKILL):
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+      assert _wait_for(temp_dirs, 300, proc), proc.communicate()[0].decode()[-3000:]
+      time.sleep(1)
+      proc.send_signal(sig)
+      proc.wait(timeout=120)
+    finally:
+      proc.kill()
+    assert not (handle / "3").exists() and not (handle / ".3.stamp.json").exists()
+    if sig == signal.SIGTERM:
+      assert temp_dirs() == [], "an interrupted export must remove its temporary dir"
+  assert temp_dirs()  # SIGKILL leaves it; the next run cleans it up.
+
+  done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+  assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+  assert "removed 1 temporary file(s) left by an interrupted run" in done.stdout
+  assert "[1/1] google/imagenet/nasnet_mobile/feature_vector/3: exported and verified" \
+      in done.stdout
+  assert (handle / "3" / "saved_model.pb").is_file() and (handle / ".3.stamp.json").is_file()
+  assert leftovers(exports) == []
+  # Repeatable: this export and the session tree's, each made by a fresh process,
+  # archive to the same bytes.
+  other = nasnet_mobile_tree.export_dir / "google/imagenet/nasnet_mobile/feature_vector/3"
+  assert publish_lib.write_archive(str(handle / "3"), io.BytesIO()) == \
+      publish_lib.write_archive(str(other), io.BytesIO())
