@@ -42,6 +42,7 @@ tracing about eight times slower.
 """
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 import numpy as np
@@ -195,6 +196,32 @@ def write(release, checkpoint, export_dir: str, log: Callable[[str], None] = pri
       f"variables, {len(root.regularization_losses)} regularization losses"
       + (", and a serving_default signature" if signatures else ""))
   tf.saved_model.save(root, export_dir, signatures=signatures)
+  _make_fingerprint_deterministic(export_dir)
+
+
+def _make_fingerprint_deterministic(export_dir: str) -> None:
+  """Replaces the random uuid TensorFlow writes into fingerprint.pb.
+
+  Published versions are immutable and compared by archive hash, so the same
+  inputs must give the same bytes; the uuid is derived from the fingerprint's
+  own content hashes instead.
+  """
+  import uuid
+
+  from tensorflow.core.protobuf import fingerprint_pb2
+
+  path = os.path.join(export_dir, "fingerprint.pb")
+  if not os.path.exists(path):
+    return
+  fingerprint = fingerprint_pb2.FingerprintDef()
+  with open(path, "rb") as f:
+    fingerprint.ParseFromString(f.read())
+  fingerprint.uuid = str(uuid.uuid5(uuid.NAMESPACE_OID, (
+      f"{fingerprint.saved_model_checksum}/{fingerprint.graph_def_program_hash}/"
+      f"{fingerprint.signature_def_hash}/{fingerprint.saved_object_graph_hash}/"
+      f"{fingerprint.checkpoint_hash}")))
+  with open(path, "wb") as f:
+    f.write(fingerprint.SerializeToString(deterministic=True))
 
 
 def _max_abs_diff(actual, expected, what: str) -> float:

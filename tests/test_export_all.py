@@ -402,8 +402,8 @@ def test_real_export_killed_midway_leaves_nothing_and_the_next_run_recovers(
   handle = exports / "google/imagenet/nasnet_mobile/feature_vector"
   cmd = [sys.executable, "-m", "exporters.export_all",
          f"--checkpoint_dir={nasnet_mobile_tree.checkpoint_dir}", f"--export_dir={exports}",
-         "--models=nasnet_mobile", "--module_types=feature_vector", "--versions=3"]
-  temp_dirs = lambda: [p for p in handle.glob(".tmp-3-*")] if handle.exists() else []  # noqa
+         "--models=nasnet_mobile", "--module_types=feature_vector", "--versions=5"]
+  temp_dirs = lambda: [p for p in handle.glob(".tmp-5-*")] if handle.exists() else []  # noqa
 
   for sig in (signal.SIGTERM, signal.SIGKILL):
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -414,7 +414,7 @@ def test_real_export_killed_midway_leaves_nothing_and_the_next_run_recovers(
       proc.wait(timeout=120)
     finally:
       proc.kill()
-    assert not (handle / "3").exists() and not (handle / ".3.stamp.json").exists()
+    assert not (handle / "5").exists() and not (handle / ".5.stamp.json").exists()
     if sig == signal.SIGTERM:
       assert temp_dirs() == [], "an interrupted export must remove its temporary dir"
   assert temp_dirs()  # SIGKILL leaves it; the next run cleans it up.
@@ -422,12 +422,12 @@ def test_real_export_killed_midway_leaves_nothing_and_the_next_run_recovers(
   done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
   assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
   assert "removed 1 temporary file(s) left by an interrupted run" in done.stdout
-  assert "[1/1] google/imagenet/nasnet_mobile/feature_vector/3: exported and verified" \
+  assert "[1/1] google/imagenet/nasnet_mobile/feature_vector/5: exported and verified" \
       in done.stdout
-  assert (handle / "3" / "saved_model.pb").is_file() and (handle / ".3.stamp.json").is_file()
+  assert (handle / "5" / "saved_model.pb").is_file() and (handle / ".5.stamp.json").is_file()
   assert leftovers(exports) == []
   # Repeatable: this export and the session tree's, each made by a fresh process,
-  # archive to the same bytes.
-  other = nasnet_mobile_tree.export_dir / "google/imagenet/nasnet_mobile/feature_vector/3"
-  assert publish_lib.write_archive(str(handle / "3"), io.BytesIO()) == \
+  # archive to the same bytes (a TF2 SavedModel: its fingerprint uuid is derived, not random).
+  other = nasnet_mobile_tree.export_dir / "google/imagenet/nasnet_mobile/feature_vector/5"
+  assert publish_lib.write_archive(str(handle / "5"), io.BytesIO()) == \
       publish_lib.write_archive(str(other), io.BytesIO())
