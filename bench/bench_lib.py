@@ -1,0 +1,540 @@
+"""The benchmark harness behind `make bench` / `python -m bench`.
+
+A run, on the current machine, in this order (each measurement that needs a
+clean process runs in `bench.child`):
+
+  1. checkpoints: `--checkpoint_dir/<model>/model.ckpt`, or generated from
+     ../shared/checkpoints (released layout, deterministic values) into
+     `<output_dir>/checkpoints/`;
+  2. export cost (part `export`): per model and format, the newest version's
+     classification export, each in a fresh process: wall time split into
+     phases (bench.phases), peak RSS, bytes written vs the checkpoint's data;
+     these exports are also what part `inference` loads;
+  3. inference (part `inference`): per model, every workload (bench.workloads)
+     loaded in one process and timed interleaved; throughput and latency as
+     median, min and max over `repeats` rounds after warm-up;
+  4. export-all (part `export_all`): `python -m exporters.export_all` over the
+     models' every release, once per `--export_all_jobs` value, against its
+     floor (bench.child.run_floor).
+
+Ratios are the headline; `targets.evaluate` marks each target met or missed.
+Results go to `<output_dir>/bench.json`, `bench.md` and `bench.png` (bench.report).
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import importlib.metadata
+import json
+import os
+import pathlib
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Callable
+
+import registry as registry_lib
+from bench import workloads as workloads_lib
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DIR = pathlib.Path(os.environ.get("SHARED_DIR", REPO_ROOT.parent / "shared"))
+PARTS = ("export", "inference", "export_all")
+# Batch sizes when --batch_sizes is not given: 32 for the mobile models, 8 for the large.
+DEFAULT_BATCH_SIZES = {224: (1, 32), 331: (1, 8)}
+INFERENCE_MODULE_TYPE = "classification"
+
+
+class BenchError(RuntimeError):
+  """The benchmark cannot run as configured; the message says what to change."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchConfig:
+  output_dir: str = "bench_results"
+  models: tuple[str, ...] = ()  # Empty: every model with a published version.
+  batch_sizes: tuple[int, ...] = ()  # Empty: DEFAULT_BATCH_SIZES by image size.
+  repeats: int = 5  # Timed inference rounds per batch size.
+  warmup: int = 2  # Untimed calls per workload and batch size before timing.
+  min_run_seconds: float = 1.0  # Length of one timed run (at the floor's speed).
+  export_repeats: int = 1  # Fresh-process exports per (model, format).
+  parts: tuple[str, ...] = PARTS
+  workloads: tuple[str, ...] = workloads_lib.ALL
+  checkpoint_dir: str | None = None  # Holds <model>/model.ckpt; None: generate.
+  export_all_jobs: tuple[int, ...] = (1, 2)
+  export_all_timeout_s: float = 200.0  # Per export-all run; a stopped run is extrapolated.
+  child_timeout_s: float = 3600.0
+
+
+def _log(message: str) -> None:
+  print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# ---- Statistics.
+
+def summarize(values: list[float]) -> dict:
+  """Median, min and max (and the values) of repeated measurements."""
+  ordered = sorted(values)
+  n = len(ordered)
+  median = ordered[n // 2] if n % 2 else 0.5 * (ordered[n // 2 - 1] + ordered[n // 2])
+  return {"median": median, "min": ordered[0], "max": ordered[-1], "values": list(values)}
+
+
+def ratio_summary(numerators: list[float], denominators: list[float]) -> dict:
+  """Per-round ratios (runs of a round are adjacent in time, so load drifts cancel)."""
+  return summarize([a / b for a, b in zip(numerators, denominators)])
+
+
+# ---- The machine.
+
+def machine_info() -> dict:
+  """What the numbers came from, for the report's header."""
+  import psutil
+
+  cpu = platform.processor() or platform.machine()
+  try:
+    with open("/proc/cpuinfo") as f:
+      names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+    cpu = names[0] if names else cpu
+  except OSError:
+    pass
+  versions = {}
+  for name in ("tensorflow", "tensorflow-cpu", "tf-keras", "tensorflow-hub", "tf-slim", "numpy"):
+    try:
+      versions[name] = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+      pass
+  if "tensorflow" not in versions and "tensorflow-cpu" in versions:
+    versions["tensorflow"] = versions["tensorflow-cpu"]
+  return {
+      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+      "platform": platform.platform(), "cpu": cpu, "logical_cores": os.cpu_count(),
+      "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+      "memory_bytes": psutil.virtual_memory().total, "python": platform.python_version(),
+      "libraries": versions, "git": _git_revision(), "load_average_start": os.getloadavg(),
+  }
+
+
+def _git_revision() -> str | None:
+  try:
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, text=True,
+                          capture_output=True, check=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                           cwd=REPO_ROOT, text=True, capture_output=True).stdout.strip()
+    return head + ("+dirty" if dirty else "")
+  except (OSError, subprocess.CalledProcessError):
+    return None
+
+
+# ---- Child processes.
+
+def run_child(task: dict, log_path: pathlib.Path, timeout_s: float) -> dict:
+  """Runs `bench.child` on `task`; returns its result ({"error": ...} on failure)."""
+  log_path.parent.mkdir(parents=True, exist_ok=True)
+  with tempfile.TemporaryDirectory(prefix="bench-child-") as work:
+    task_file, result_file = os.path.join(work, "task.json"), os.path.join(work, "result.json")
+    with open(task_file, "w") as f:
+      json.dump(task, f)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    start = time.monotonic()
+    with open(log_path, "w") as log:
+      try:
+        subprocess.run([sys.executable, "-m", "bench.child", task_file, result_file],
+                       cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                       timeout=timeout_s)
+      except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout_s:.0f} s (log: {log_path})"}
+    wall = time.monotonic() - start
+    try:
+      with open(result_file) as f:
+        result = json.load(f)
+    except (OSError, ValueError):
+      tail = log_path.read_text(errors="replace").strip().splitlines()[-10:]
+      return {"error": "the child process ended without a result:\n" + "\n".join(tail)}
+  result["process_wall_seconds"] = wall
+  return result
+
+
+# ---- Checkpoints.
+
+def checkpoint_path(config: BenchConfig, model: str) -> pathlib.Path:
+  """`<checkpoint_dir>/<model>/model.ckpt`, generating it when no --checkpoint_dir is given."""
+  if config.checkpoint_dir:
+    prefix = pathlib.Path(config.checkpoint_dir, model, "model.ckpt")
+    if not pathlib.Path(f"{prefix}.index").exists():
+      raise BenchError(f"no checkpoint at {prefix} (expected {prefix}.index and .data-*); "
+                       f"fetch it with `python -m checkpoints.fetch --model={model}` or point "
+                       f"--checkpoint_dir at a folder holding <model>/model.ckpt.*")
+    return prefix
+  prefix = pathlib.Path(config.output_dir, "checkpoints", model, "model.ckpt").resolve()
+  if pathlib.Path(f"{prefix}.index").exists():
+    return prefix
+  script = SHARED_DIR / "checkpoints" / "make_ckpt.py"
+  manifest = SHARED_DIR / "checkpoints" / "manifests" / f"{model}.tsv"
+  if not (script.exists() and manifest.exists()):
+    raise BenchError(f"no checkpoint for {model}: pass --checkpoint_dir=DIR holding "
+                     f"DIR/{model}/model.ckpt.* (the released checkpoints; "
+                     f"`python -m checkpoints.fetch` gets them), or run beside ../shared, "
+                     f"whose {script.relative_to(SHARED_DIR)} generates one")
+  _log(f"{model}: generating a checkpoint of the released layout at {prefix}")
+  prefix.parent.mkdir(parents=True, exist_ok=True)
+  subprocess.run([sys.executable, str(script), str(manifest), str(prefix), "0"], check=True,
+                 capture_output=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+  return prefix
+
+
+# ---- Part 2: export cost.
+
+def export_releases(reg: registry_lib.Registry, model: str) -> dict[str, registry_lib.Release]:
+  """format -> the newest published classification release of `model` in it."""
+  newest = {}
+  for version in reg.model_versions(model):
+    newest[version.format] = reg.release(model, INFERENCE_MODULE_TYPE, version.number)
+  return newest
+
+
+def export_dir_for(config: BenchConfig, release: registry_lib.Release) -> pathlib.Path:
+  return pathlib.Path(config.output_dir, "exports", release.model.name, release.module_type,
+                      str(release.version.number)).resolve()
+
+
+def _export_task(release, checkpoint, export_dir) -> dict:
+  return {"task": "export", "model": release.model.name, "module_type": release.module_type,
+          "version": release.version.number, "checkpoint_path": str(checkpoint),
+          "export_dir": str(export_dir)}
+
+
+def summarize_export(runs: list[dict]) -> dict:
+  """Phases of repeated exports: median/min/max of each, with the headline ratios.
+
+  Outside verification: build (Slim graph constructions, including the one
+  reading the checkpoint strictly does to list the graph's variables),
+  restore (reading the checkpoint's values; for the TF1 Hub format also
+  assigning them in a session), write (savers and file writes) and
+  trace_serialize (the rest of reading and writing: tracing tf.functions,
+  exporting MetaGraphs, building the SavedModel proto). verify is the
+  writer's verification, verify_build the reference graphs built in it.
+  """
+  def phases(run: dict) -> dict:
+    stages = run["phase_seconds"]
+    outside = {p: stages.get("other", {}).get(p, 0.0) + stages.get("write", {}).get(p, 0.0)
+               for p in ("build", "restore", "write")}
+    lib = run["export_lib_seconds"]
+    read_and_write = lib.get("read_checkpoint", 0.0) + lib.get("write", 0.0)
+    result = {**outside, "trace_serialize": read_and_write - sum(outside.values()),
+              "verify": lib.get("verify", 0.0),
+              "verify_build": stages.get("verify", {}).get("build", 0.0),
+              "total": run["total_seconds"]}
+    result["other"] = result["total"] - read_and_write - result["verify"]
+    result["export_without_verify"] = result["total"] - result["verify"]
+    return result
+
+  per_run = [phases(r) for r in runs]
+  keys = per_run[0].keys()
+  first = runs[0]
+  summary = {
+      "handle": first["handle"], "format": first["format"], "repeats": len(runs),
+      "seconds": {k: summarize([p[k] for p in per_run]) for k in keys},
+      "verify_over_export": summarize([p["verify"] / p["export_without_verify"]
+                                       for p in per_run]),
+      "import_seconds": summarize([r["import_seconds"] for r in runs]),
+      "peak_rss_bytes": summarize([r["peak_rss_bytes"] for r in runs]),
+      "baseline_rss_bytes": summarize([r["baseline_rss_bytes"] for r in runs]),
+      "bytes_written": first["bytes_written"],
+      "checkpoint_data_bytes": first["checkpoint_data_bytes"],
+      "probes_skipped": first["probes_skipped"],
+      # Slim graph constructions per export, outside and inside verification.
+      "graph_builds": sum(n for k, n in first["phase_calls"].items()
+                          if k.endswith(".build") and not k.startswith("verify.")),
+      "verify_graph_builds": first["phase_calls"].get("verify.build", 0),
+      "phase_calls": first["phase_calls"],
+  }
+  summary["peak_rss_over_checkpoint"] = summarize(
+      [r["peak_rss_bytes"] / r["checkpoint_data_bytes"] for r in runs])
+  summary["bytes_written_over_checkpoint"] = (first["bytes_written"]
+                                              / first["checkpoint_data_bytes"])
+  return summary
+
+
+def measure_exports(config: BenchConfig, model: str, checkpoint, logs: pathlib.Path,
+                    timed: bool, formats) -> tuple[dict, dict]:
+  """Exports each format's newest release; returns (format -> summary, format -> dir).
+
+  Untimed (part `export` off) it exports once, only to have something to load.
+  """
+  reg = registry_lib.default()
+  summaries, dirs = {}, {}
+  for fmt, release in export_releases(reg, model).items():
+    if fmt not in formats:
+      continue
+    export_dir = export_dir_for(config, release)
+    runs = []
+    for attempt in range(config.export_repeats if timed else 1):
+      _log(f"{release.handle_with_version}: export{' (timed)' if timed else ''} "
+           f"{attempt + 1}/{config.export_repeats if timed else 1}")
+      result = run_child(_export_task(release, checkpoint, export_dir),
+                         logs / f"export-{model}-v{release.version.number}-{attempt}.log",
+                         config.child_timeout_s)
+      if "error" in result:
+        summaries[fmt] = {"handle": release.handle_with_version, "error": result["error"]}
+        _log(f"{release.handle_with_version}: export FAILED: {result['error'].splitlines()[-1]}")
+        break
+      runs.append(result)
+    else:
+      dirs[fmt] = str(export_dir)
+      if timed:
+        summaries[fmt] = summarize_export(runs)
+        s = summaries[fmt]["seconds"]
+        _log(f"{release.handle_with_version}: {s['total']['median']:.1f} s (verify "
+             f"{s['verify']['median']:.1f} s), peak RSS "
+             f"{summaries[fmt]['peak_rss_bytes']['median'] / 2**20:.0f} MiB")
+  return summaries, dirs
+
+
+# ---- Part 1: inference.
+
+def batch_sizes_for(config: BenchConfig, model: registry_lib.Model) -> tuple[int, ...]:
+  return config.batch_sizes or DEFAULT_BATCH_SIZES.get(model.image_size, (1, 8))
+
+
+def measure_inference(config: BenchConfig, model: registry_lib.Model, checkpoint,
+                      export_dirs: dict, logs: pathlib.Path) -> dict:
+  """Times the model's workloads; adds per-round throughput ratios to the floor and keras."""
+  reg = registry_lib.default()
+  releases = export_releases(reg, model.name)
+  exports, wanted = {}, []
+  for name in config.workloads:
+    if not workloads_lib.applies(name, model.name):
+      continue
+    fmt = workloads_lib.FORMAT_OF.get(name)
+    if fmt:
+      if fmt not in export_dirs:
+        _log(f"{model.name}: skipping {name}: no {fmt} export to load")
+        continue
+      exports[fmt] = export_dirs[fmt]
+    wanted.append(name)
+  task = {"task": "inference", "model": model.name, "checkpoint_path": str(checkpoint),
+          "exports": exports, "workloads": wanted,
+          "batch_sizes": list(batch_sizes_for(config, model)), "repeats": config.repeats,
+          "warmup": config.warmup, "min_run_seconds": config.min_run_seconds}
+  _log(f"{model.name}: inference, workloads {', '.join(wanted)}, batch sizes "
+       f"{task['batch_sizes']}, {config.repeats} round(s)")
+  result = run_child(task, logs / f"inference-{model.name}.log", config.child_timeout_s)
+  if "error" in result:
+    _log(f"{model.name}: inference FAILED: {result['error'].splitlines()[-1]}")
+    return result
+  result["versions"] = {}  # Workload -> the version of the export it loaded.
+  for name in wanted:
+    fmt = workloads_lib.FORMAT_OF.get(name)
+    if fmt in releases:
+      result["versions"][name] = releases[fmt].version.number
+  by_key = {(r["workload"], r["batch_size"]): r for r in result["results"]}
+  for r in result["results"]:
+    for baseline, key in ((workloads_lib.SLIM, "ratio_to_slim"),
+                          (workloads_lib.KERAS_APPLICATIONS, "ratio_to_keras")):
+      base = by_key.get((baseline, r["batch_size"]))
+      if base and r["workload"] != baseline:
+        r[key] = ratio_summary(r["throughput"]["values"], base["throughput"]["values"])
+    _log(f"{model.name} {r['workload']} batch {r['batch_size']}: "
+         f"{r['throughput']['median']:.1f} images/s, {r['latency_ms']['median']:.1f} ms"
+         + (f", {r['ratio_to_slim']['median']:.3f}x slim" if "ratio_to_slim" in r else ""))
+  return result
+
+
+# ---- Part 3: export-all.
+
+_PLANNED = re.compile(r"^\[\d+/(\d+)\] ")  # export_all's progress lines: "[3/8] handle: ..."
+# "exported and verified in 45s", "... in 1m27s", "... in 1h02m" (export_all_lib.format_seconds).
+_FINISHED = re.compile(r": exported and verified in (?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+
+
+def _finished_seconds(line: str) -> float | None:
+  """How long the export a progress line reports as finished took; None if it reports none."""
+  match = _FINISHED.search(line)
+  if not match:
+    return None
+  hours, minutes, seconds = (int(g or 0) for g in match.groups())
+  return 3600.0 * hours + 60.0 * minutes + seconds
+
+
+def _process_tree_rss(process) -> int:
+  import psutil
+  try:
+    tree = [process] + process.children(recursive=True)
+  except psutil.Error:
+    return 0
+  total = 0
+  for p in tree:
+    try:
+      total += p.memory_info().rss
+    except psutil.Error:
+      pass
+  return total
+
+
+def run_export_all(config: BenchConfig, models: list[str], checkpoint_dir: pathlib.Path,
+                   jobs: int, logs: pathlib.Path) -> dict:
+  """One `exporters.export_all` run in a scratch dir, stopped (and extrapolated) at the timeout."""
+  import psutil
+
+  scratch = pathlib.Path(config.output_dir, f"export_all_scratch_jobs{jobs}").resolve()
+  shutil.rmtree(scratch, ignore_errors=True)
+  command = [sys.executable, "-m", "exporters.export_all", f"--checkpoint_dir={checkpoint_dir}",
+             f"--export_dir={scratch}", f"--models={','.join(models)}", f"--jobs={jobs}"]
+  log_path = logs / f"export_all-jobs{jobs}.log"
+  _log(f"export-all --jobs={jobs} over {', '.join(models)} (stopped after "
+       f"{config.export_all_timeout_s:.0f} s)")
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+  peak_rss, durations, planned, timed_out = 0, [], None, False
+  start = time.monotonic()
+  with open(log_path, "w") as log:
+    proc = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    watched = psutil.Process(proc.pid)
+    while proc.poll() is None:
+      peak_rss = max(peak_rss, _process_tree_rss(watched))
+      if time.monotonic() - start > config.export_all_timeout_s:
+        timed_out = True
+        os.killpg(proc.pid, signal.SIGTERM)  # Its own session: export_all and its workers.
+        try:
+          proc.wait(timeout=15)  # Its scratch directory is deleted below either way.
+        except subprocess.TimeoutExpired:
+          os.killpg(proc.pid, signal.SIGKILL)
+          proc.wait()
+        break
+      time.sleep(0.25)
+  wall = time.monotonic() - start
+  for line in log_path.read_text(errors="replace").splitlines():
+    match = _PLANNED.match(line.strip())
+    if match:
+      planned = int(match.group(1))
+      seconds = _finished_seconds(line)
+      if seconds is not None:
+        durations.append(seconds)
+  finished = len(durations)
+  result = {"jobs": jobs, "wall_seconds": wall, "returncode": proc.returncode,
+            "timed_out": timed_out, "exports_finished": finished, "exports_planned": planned,
+            "export_seconds": durations, "peak_tree_rss_bytes": peak_rss, "log": str(log_path)}
+  if timed_out:
+    # Every planned export at the mean time of the finished ones, `jobs` at a time (this
+    # counts the exports still running when stopped); None when none finished.
+    result["projected_wall_seconds"] = max(
+        wall, planned * (sum(durations) / finished) / jobs) if finished else None
+  elif proc.returncode:
+    result["error"] = f"export_all exited {proc.returncode}; see {log_path}"
+  result["bytes_written"] = sum(p.stat().st_size for p in scratch.rglob("*") if p.is_file()) \
+      if scratch.exists() else 0
+  shutil.rmtree(scratch, ignore_errors=True)
+  _log(f"export-all --jobs={jobs}: {wall:.0f} s, {finished}/{planned} exports"
+       + (" (stopped at the timeout)" if timed_out else ""))
+  return result
+
+
+def measure_export_all(config: BenchConfig, models: list[str], checkpoints: dict,
+                       logs: pathlib.Path) -> dict:
+  """Export-all per --export_all_jobs value, and its floor: per model, 2 builds + read + write."""
+  reg = registry_lib.default()
+  checkpoint_dirs = {pathlib.Path(p).parent.parent for p in checkpoints.values()}
+  if len(checkpoint_dirs) != 1:
+    raise BenchError("export-all needs every model's checkpoint under one <dir>/<model>/")
+  checkpoint_dir = checkpoint_dirs.pop()
+  floors = {}
+  for model in models:
+    releases = len(list(reg.releases(models=[model])))
+    _log(f"{model}: measuring the export-all floor ({releases} releases)")
+    floors[model] = run_child(
+        {"task": "floor", "model": model, "checkpoint_path": str(checkpoints[model]),
+         "releases": releases, "scratch_dir": str(pathlib.Path(config.output_dir).resolve())},
+        logs / f"floor-{model}.log", config.child_timeout_s)
+  floor_parts = [f for f in floors.values() if "error" not in f]
+  floor = None
+  if len(floor_parts) == len(models):
+    # One process start (imports) for the run, then per model: read, two builds, writes.
+    floor = max(f["seconds"]["import"] for f in floor_parts) + sum(
+        s for f in floor_parts for k, s in f["seconds"].items() if k != "import")
+  runs = [run_export_all(config, models, checkpoint_dir, jobs, logs)
+          for jobs in config.export_all_jobs]
+  result = {"models": models, "floor_seconds": floor, "floor": floors, "runs": runs}
+  for run in runs:
+    wall = run.get("projected_wall_seconds") if run["timed_out"] else run["wall_seconds"]
+    run["effective_wall_seconds"] = wall
+    if floor and wall:
+      run["ratio_to_floor"] = wall / floor
+  base = next((r for r in runs if r["jobs"] == 1 and r.get("effective_wall_seconds")), None)
+  for run in runs:
+    if base and run.get("effective_wall_seconds"):
+      run["speedup_vs_jobs1"] = base["effective_wall_seconds"] / run["effective_wall_seconds"]
+  return result
+
+
+# ---- The run.
+
+def published_models(reg: registry_lib.Registry) -> list[str]:
+  return [name for name in reg.models if reg.model_versions(name)]
+
+
+def check_config(config: BenchConfig, reg: registry_lib.Registry) -> list[str]:
+  """The models to measure; raises BenchError on a flag that cannot work."""
+  unknown = [p for p in config.parts if p not in PARTS]
+  if unknown:
+    raise BenchError(f"unknown --parts {unknown}; choose from {', '.join(PARTS)}")
+  unknown = [w for w in config.workloads if w not in workloads_lib.ALL]
+  if unknown:
+    raise BenchError(f"unknown --workloads {unknown}; choose from {', '.join(workloads_lib.ALL)}")
+  if config.repeats < 1 or config.export_repeats < 1:
+    raise BenchError("--repeats and --export_repeats must be at least 1")
+  if any(b < 1 for b in config.batch_sizes) or any(j < 1 for j in config.export_all_jobs):
+    raise BenchError("--batch_sizes and --export_all_jobs must be positive")
+  published = published_models(reg)
+  models = list(config.models) or published
+  for name in models:
+    if name not in reg.models:
+      raise BenchError(f"unknown model {name!r}; known: {', '.join(reg.models)}")
+    if name not in published:
+      raise BenchError(f"{name} has no published version to export; "
+                       f"models with versions: {', '.join(published)}")
+  return models
+
+
+def run(config: BenchConfig, log: Callable[[str], None] = _log) -> dict:
+  """Measures what `config` asks for and writes bench.json, bench.md and bench.png."""
+  from bench import report, targets
+
+  reg = registry_lib.default()
+  models = check_config(config, reg)
+  output_dir = pathlib.Path(config.output_dir)
+  output_dir.mkdir(parents=True, exist_ok=True)
+  logs = output_dir / "logs"
+  started = time.monotonic()
+  results = {"config": dataclasses.asdict(config), "machine": machine_info(),
+             "models": models, "inference": {}, "exports": {}, "export_all": None}
+  checkpoints = {m: checkpoint_path(config, m) for m in models}
+  results["checkpoints"] = {m: str(p) for m, p in checkpoints.items()}
+  timed_exports = "export" in config.parts
+  formats = set(registry_lib.FORMATS) if timed_exports else {
+      workloads_lib.FORMAT_OF[w] for w in config.workloads
+      if w in workloads_lib.FORMAT_OF and "inference" in config.parts}
+  for model in models:
+    if formats:
+      summaries, dirs = measure_exports(config, model, checkpoints[model], logs,
+                                        timed=timed_exports, formats=formats)
+      if "export" in config.parts:
+        results["exports"][model] = summaries
+    else:
+      dirs = {}
+    if "inference" in config.parts:
+      results["inference"][model] = measure_inference(config, reg.model(model),
+                                                      checkpoints[model], dirs, logs)
+  if "export_all" in config.parts:
+    results["export_all"] = measure_export_all(config, models, checkpoints, logs)
+  results["machine"]["load_average_end"] = os.getloadavg()
+  results["wall_seconds"] = time.monotonic() - started
+  results["targets"] = targets.evaluate(results)
+  report.write_all(results, output_dir)
+  log(f"wrote {output_dir / 'bench.json'}, bench.md and bench.png in "
+      f"{results['wall_seconds'] / 60:.1f} min")
+  return results
