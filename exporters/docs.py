@@ -19,15 +19,13 @@ from absl import flags
 import registry
 from exporters import card_validator
 from exporters import docs_lib
+from exporters import release_flags
 
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "docs", "Root of the generated docs tree.")
 _TITLE_STYLE = flags.DEFINE_enum(
     "title_style", "plain", docs_lib.TITLE_STYLES,
     "plain: '# Module google/imagenet/...'; zwnj: '&zwnj;' after each '/' of the handle "
     "(an older rendering convention).")
-_MODELS = flags.DEFINE_list("models", [], "Only these models (default: all).")
-_MODULE_TYPES = flags.DEFINE_list("module_types", [], "Only these module types (default: both).")
-_VERSIONS = flags.DEFINE_list("versions", [], "Only these versions (default: all published).")
 _CHECK = flags.DEFINE_bool(
     "check", False, "Write nothing; exit 1 if the tree on disk differs from a fresh generation.")
 
@@ -35,14 +33,11 @@ _CHECK = flags.DEFINE_bool(
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  try:
-    versions = tuple(int(v) for v in _VERSIONS.value)
-  except ValueError:
-    raise app.UsageError(f"--versions takes version numbers, got {_VERSIONS.value}") from None
+  filters = release_flags.parsed()
   config = docs_lib.DocsConfig(
       output_dir=pathlib.Path(_OUTPUT_DIR.value), title_style=_TITLE_STYLE.value,
-      models=tuple(_MODELS.value), module_types=tuple(_MODULE_TYPES.value),
-      versions=versions, check=_CHECK.value)
+      models=filters.models, module_types=filters.module_types,
+      versions=filters.versions, check=_CHECK.value)
   try:
     result = docs_lib.run(config)
   except (registry.RegistryError, card_validator.CardError) as e:

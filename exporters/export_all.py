@@ -22,15 +22,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Keep TensorFlow's start-up
 from absl import app, flags  # noqa: E402
 
 from exporters import export_all_lib  # noqa: E402
+from exporters import release_flags  # noqa: E402
 from exporters.errors import ExportError  # noqa: E402
 
 _CHECKPOINT_DIR = flags.DEFINE_string(
     "checkpoint_dir", "checkpoints", "Folder holding <model>/model.ckpt.*; missing ones are "
     "fetched into it.")
 _EXPORT_DIR = flags.DEFINE_string("export_dir", "exports", "Root of the export tree.")
-_MODELS = flags.DEFINE_list("models", [], "Only these models (default: all).")
-_MODULE_TYPES = flags.DEFINE_list("module_types", [], "Only these module types (default: both).")
-_VERSIONS = flags.DEFINE_list("versions", [], "Only these versions (default: all published).")
 _JOBS = flags.DEFINE_integer("jobs", 1, "Exports to run at once, each in a fresh process.",
                              lower_bound=1)
 _MEMORY_BUDGET_GB = flags.DEFINE_float(
@@ -46,13 +44,10 @@ _FORCE = flags.DEFINE_bool("force", False, "Export again even the releases that 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  try:
-    versions = tuple(int(v) for v in _VERSIONS.value)
-  except ValueError:
-    raise app.UsageError(f"--versions must be numbers, not {','.join(_VERSIONS.value)}")
+  filters = release_flags.parsed()
   config = export_all_lib.ExportAllConfig(
       checkpoint_dir=_CHECKPOINT_DIR.value, export_dir=_EXPORT_DIR.value,
-      models=tuple(_MODELS.value), module_types=tuple(_MODULE_TYPES.value), versions=versions,
+      models=filters.models, module_types=filters.module_types, versions=filters.versions,
       jobs=_JOBS.value, memory_budget_gb=_MEMORY_BUDGET_GB.value, mirror=_MIRROR.value,
       force=_FORCE.value)
   # A polite kill stops like Ctrl-C: workers are stopped and their temporary dirs removed.
