@@ -265,3 +265,16 @@ def test_verify_refuses_what_hub_module_cannot_use(corrupt, message, tf1_export,
   # The layout is checked first: no checkpoint or reference is needed to refuse it.
   with pytest.raises(ExportError, match=message):
     hub_module.verify(release, export_dir, checkpoint=None, reference=None, log=print)
+
+
+@pytest.mark.slow
+def test_large_model_export_verifies_itself(tf1_export):
+  """pnasnet_large's version 2 (only it has one): a large graph with path dropout."""
+  release = registry.default().release("pnasnet_large", "classification", 2)
+  result = tf1_export(release)
+  report = result.verification
+  assert report["signatures"] == [s.name for s in hub_module.signatures(release)]
+  assert max(report["max_abs_diff"].values()) <= TOLERANCE
+  assert report["train_features_max_abs_diff"] is None  # Path dropout makes it random.
+  assert "global_step" in result.unused_variables
+  assert os.path.isfile(os.path.join(result.export_dir, "tfhub_module.pb"))
