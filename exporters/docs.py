@@ -17,8 +17,8 @@ from absl import app
 from absl import flags
 
 import registry
-from exporters import card_validator
-from exporters import docs_lib
+from exporters.cards import card_validator
+from exporters.cards import docs_lib
 from exporters import release_flags
 
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "docs", "Root of the generated docs tree.")

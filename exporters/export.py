@@ -11,7 +11,7 @@ import sys
 
 from absl import app, flags, logging
 
-from exporters import export_lib
+from exporters import pipeline
 from exporters.errors import ExportError
 
 _MODEL = flags.DEFINE_string("model", None, "Model name from the registry, e.g. nasnet_mobile.",
@@ -32,12 +32,12 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing non-empt
 
 def main(argv):
   del argv
-  config = export_lib.ExportConfig(
+  config = pipeline.ExportConfig(
       model=_MODEL.value, module_type=_MODULE_TYPE.value, version=_VERSION.value,
       checkpoint_path=_CHECKPOINT_PATH.value, export_dir=_EXPORT_DIR.value,
       overwrite=_OVERWRITE.value)
   try:
-    export_lib.export(config, log=logging.info)
+    pipeline.export(config, log=logging.info)
   except ExportError as e:
     sys.exit(f"error: {e}")
 

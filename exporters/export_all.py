@@ -8,8 +8,10 @@ Writes `<export_dir>/google/imagenet/<model>/<module_type>/<version>/` (verified
 exports), `<version>.md` (cards) and `.<version>.stamp.json` (what each export
 was made from) beside them. Releases whose stamp matches are skipped; missing
 checkpoints are fetched first, and when they cannot be, nothing is exported.
-Ends with a table of every release; exits 1 if any export failed. The logic
-lives in exporters/export_all_lib.py.
+Each model is one run (one checkpoint read, one network construction per mode
+and format family, every planned release derived from it); --jobs runs models
+in parallel. Ends with a table of every release; exits 1 if any export
+failed. The logic lives in the exporters/export_tree package.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Keep TensorFlow's start-up
 
 from absl import app, flags  # noqa: E402
 
-from exporters import export_all_lib  # noqa: E402
+from exporters import export_tree  # noqa: E402
 from exporters import release_flags  # noqa: E402
 from exporters.errors import ExportError  # noqa: E402
 
@@ -45,27 +47,27 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   filters = release_flags.parsed()
-  config = export_all_lib.ExportAllConfig(
+  config = export_tree.ExportAllConfig(
       checkpoint_dir=_CHECKPOINT_DIR.value, export_dir=_EXPORT_DIR.value,
       models=filters.models, module_types=filters.module_types, versions=filters.versions,
       jobs=_JOBS.value, memory_budget_gb=_MEMORY_BUDGET_GB.value, mirror=_MIRROR.value,
       force=_FORCE.value)
   # A polite kill stops like Ctrl-C: workers are stopped and their temporary dirs removed.
-  signal.signal(signal.SIGTERM, export_all_lib.interrupt_on_signal)
-  signal.signal(signal.SIGINT, export_all_lib.interrupt_on_signal)
+  signal.signal(signal.SIGTERM, export_tree.interrupt_on_signal)
+  signal.signal(signal.SIGINT, export_tree.interrupt_on_signal)
   log = lambda text: print(text, flush=True)  # noqa: E731
   try:
-    result = export_all_lib.run(config, log=log)
+    result = export_tree.run(config, log=log)
   except ExportError as e:
     if getattr(e, "result", None):
-      log("\n" + export_all_lib.format_table(e.result.rows))
+      log("\n" + export_tree.format_table(e.result.rows))
     print(f"error: {e}", file=sys.stderr)
     return 1
   except KeyboardInterrupt:
     print("interrupted: the export in progress was discarded; finished exports are kept "
           "and the next run continues from them", file=sys.stderr)
     return 130
-  log("\n" + export_all_lib.format_table(result.rows))
+  log("\n" + export_tree.format_table(result.rows))
   return 0
 
 

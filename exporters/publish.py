@@ -7,7 +7,7 @@ Per exported version writes `<dest>/<handle>/<version>.tar.gz` (TF Hub's
 compressed format, deterministic), `<version>.md` (the card) and
 `<version>.manifest.json`. A version already published with other bytes is
 refused unless --force; publishing the same export again changes nothing.
-The logic lives in exporters/publish_lib.py.
+The logic lives in exporters/publishing/publish_lib.py.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Keep TensorFlow's start-up
 
 from absl import app, flags  # noqa: E402
 
-from exporters import publish_lib  # noqa: E402
+from exporters.publishing import publish_lib  # noqa: E402
 from exporters import release_flags  # noqa: E402
 from exporters.errors import ExportError  # noqa: E402
 

@@ -12,7 +12,7 @@ import sys
 
 from absl import app, flags
 
-from exporters import serve_lib
+from exporters.publishing import serve_lib
 
 _ROOT = flags.DEFINE_string("root", "published", "The folder exporters.publish wrote (--dest).")
 _PORT = flags.DEFINE_integer("port", 8000, "Port on 127.0.0.1; 0 picks a free one.",

@@ -215,15 +215,29 @@ def classifier_head(net, config: NetConfig, num_classes: int, is_training: bool,
     end_points["global_pool"] = net
     if not num_classes:
       return None
-    net = slim.dropout(net, config.dense_dropout_keep_prob, is_training=is_training,
-                       scope="dropout")
-    logits = slim.fully_connected(net, num_classes)
+    logits = _dropout_and_logits(net, config, num_classes, is_training)
     end_points["Logits"] = logits
     end_points["Predictions"] = tf.nn.softmax(logits, name="predictions")
     return logits
 
 
-def arg_scope(weight_decay: float, batch_norm_decay=0.9997, batch_norm_epsilon: float = 1e-3,
+def classifier(features, config: NetConfig, num_classes: int, is_training: bool):
+  """The classifier alone, on a feature vector built before (`num_classes=0`).
+
+  Same variables as the full network's head, so a classification module can
+  be its feature-vector module with this added.
+  """
+  with tf.variable_scope("final_layer"):
+    return _dropout_and_logits(features, config, num_classes, is_training)
+
+
+def _dropout_and_logits(features, config: NetConfig, num_classes: int, is_training: bool):
+  net = slim.dropout(features, config.dense_dropout_keep_prob, is_training=is_training,
+                     scope="dropout")
+  return slim.fully_connected(net, num_classes)
+
+
+def arg_scope(weight_decay: float, batch_norm_decay, batch_norm_epsilon: float = 1e-3,
               batch_norm_updates_collections=tf.GraphKeys.UPDATE_OPS):
   """TF-Slim arg scope of both families: L2 weight decay, bias-free convs, batch norm.
 

@@ -21,13 +21,19 @@ def graph_variables(model: str, aux: bool = False) -> tuple[tuple[str, tuple[int
   verification all ask for the same list.
   """
   import tensorflow.compat.v1 as tf
+
+  import registry
   import slim_nets
   net = slim_nets.get_net(model)
   graph = tf.Graph()
   with graph.as_default():
-    images = tf.placeholder(tf.float32, [1, net.image_size, net.image_size, 3])
+    size = registry.default().model(model).image_size
+    images = tf.placeholder(tf.float32, [1, size, size, 3])
     # Training mode: the aux head exists only there in TF-Slim's own graphs.
-    slim_nets.build(model, images, is_training=aux, use_aux_head=aux)
+    # The variables do not depend on the batch-norm decay; the registry's
+    # classifier width decides the classifier's shape.
+    slim_nets.build(model, images, is_training=aux, use_aux_head=aux, batch_norm_decay=0.0,
+                    num_classes=registry.default().publisher["num_classes"])
     return tuple((v.op.name, tuple(v.shape.as_list())) for v in tf.global_variables())
 
 

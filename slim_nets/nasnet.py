@@ -42,19 +42,19 @@ def nasnet_large_config() -> cells.NetConfig:
                          total_num_cells=18 + 2 + 2)
 
 
-def nasnet_mobile_arg_scope(weight_decay=4e-5, batch_norm_decay=0.9997, batch_norm_epsilon=1e-3,
+def nasnet_mobile_arg_scope(*, batch_norm_decay, weight_decay=4e-5, batch_norm_epsilon=1e-3,
                             batch_norm_updates_collections=tf.GraphKeys.UPDATE_OPS):
   return cells.arg_scope(weight_decay, batch_norm_decay, batch_norm_epsilon,
                          batch_norm_updates_collections)
 
 
-def nasnet_large_arg_scope(weight_decay=5e-5, batch_norm_decay=0.9997, batch_norm_epsilon=1e-3,
+def nasnet_large_arg_scope(*, batch_norm_decay, weight_decay=5e-5, batch_norm_epsilon=1e-3,
                            batch_norm_updates_collections=tf.GraphKeys.UPDATE_OPS):
   return cells.arg_scope(weight_decay, batch_norm_decay, batch_norm_epsilon,
                          batch_norm_updates_collections)
 
 
-def build_nasnet(images, config: cells.NetConfig, num_classes=1001, is_training=False,
+def build_nasnet(images, config: cells.NetConfig, *, num_classes, is_training=False,
                  use_aux_head=False):
   """NASNet-A: stem, normal cells with two reduction cells between them, head."""
   end_points = {}
@@ -90,13 +90,11 @@ def build_nasnet(images, config: cells.NetConfig, num_classes=1001, is_training=
   return logits, end_points
 
 
-def build_nasnet_mobile(images, num_classes=1001, is_training=False, use_aux_head=False):
-  return build_nasnet(images, nasnet_mobile_config(), num_classes, is_training, use_aux_head)
+def build_nasnet_mobile(images, *, num_classes, is_training=False, use_aux_head=False):
+  return build_nasnet(images, nasnet_mobile_config(), num_classes=num_classes,
+                      is_training=is_training, use_aux_head=use_aux_head)
 
 
-def build_nasnet_large(images, num_classes=1001, is_training=False, use_aux_head=False):
-  return build_nasnet(images, nasnet_large_config(), num_classes, is_training, use_aux_head)
-
-
-build_nasnet_mobile.default_image_size = 224
-build_nasnet_large.default_image_size = 331
+def build_nasnet_large(images, *, num_classes, is_training=False, use_aux_head=False):
+  return build_nasnet(images, nasnet_large_config(), num_classes=num_classes,
+                      is_training=is_training, use_aux_head=use_aux_head)

@@ -34,19 +34,19 @@ def pnasnet_mobile_config() -> cells.NetConfig:
                          total_num_cells=9 + 2)
 
 
-def pnasnet_large_arg_scope(weight_decay=4e-5, batch_norm_decay=0.9997, batch_norm_epsilon=1e-3,
+def pnasnet_large_arg_scope(*, batch_norm_decay, weight_decay=4e-5, batch_norm_epsilon=1e-3,
                             batch_norm_updates_collections=tf.GraphKeys.UPDATE_OPS):
   return cells.arg_scope(weight_decay, batch_norm_decay, batch_norm_epsilon,
                          batch_norm_updates_collections)
 
 
-def pnasnet_mobile_arg_scope(weight_decay=4e-5, batch_norm_decay=0.9997, batch_norm_epsilon=1e-3,
+def pnasnet_mobile_arg_scope(*, batch_norm_decay, weight_decay=4e-5, batch_norm_epsilon=1e-3,
                              batch_norm_updates_collections=tf.GraphKeys.UPDATE_OPS):
   return cells.arg_scope(weight_decay, batch_norm_decay, batch_norm_epsilon,
                          batch_norm_updates_collections)
 
 
-def build_pnasnet(images, config: cells.NetConfig, num_classes=1001, is_training=False,
+def build_pnasnet(images, config: cells.NetConfig, *, num_classes, is_training=False,
                   use_aux_head=False):
   end_points = {}
   with slim.arg_scope([slim.batch_norm, slim.dropout], is_training=is_training):
@@ -72,13 +72,11 @@ def build_pnasnet(images, config: cells.NetConfig, num_classes=1001, is_training
   return logits, end_points
 
 
-def build_pnasnet_large(images, num_classes=1001, is_training=False, use_aux_head=False):
-  return build_pnasnet(images, pnasnet_large_config(), num_classes, is_training, use_aux_head)
+def build_pnasnet_large(images, *, num_classes, is_training=False, use_aux_head=False):
+  return build_pnasnet(images, pnasnet_large_config(), num_classes=num_classes,
+                       is_training=is_training, use_aux_head=use_aux_head)
 
 
-def build_pnasnet_mobile(images, num_classes=1001, is_training=False, use_aux_head=False):
-  return build_pnasnet(images, pnasnet_mobile_config(), num_classes, is_training, use_aux_head)
-
-
-build_pnasnet_large.default_image_size = 331
-build_pnasnet_mobile.default_image_size = 224
+def build_pnasnet_mobile(images, *, num_classes, is_training=False, use_aux_head=False):
+  return build_pnasnet(images, pnasnet_mobile_config(), num_classes=num_classes,
+                       is_training=is_training, use_aux_head=use_aux_head)

@@ -1,4 +1,5 @@
 """Shared test fixtures: the ../shared reference data and generated checkpoints."""
+import dataclasses
 import os
 import pathlib
 import subprocess
@@ -48,3 +49,98 @@ def ckpt_factory(tmp_path_factory):
 def golden_nasnet_mobile():
   import numpy as np
   return dict(np.load(require_shared("golden", "nasnet_mobile_seed0.npz")))
+
+
+# ---- Real exports, shared by the whole session.
+
+@dataclasses.dataclass(frozen=True)
+class RealTree:
+  """A real export_all run: its tree, result and everything it printed."""
+  checkpoint_dir: pathlib.Path
+  export_dir: pathlib.Path
+  result: object  # exporters.export_tree.ExportAllResult
+  output: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ReleaseExport:
+  """One verified release of a real model run, and what the run said about it."""
+  release: object  # registry.Release
+  export_dir: str
+  verification: dict
+  unused_variables: tuple[str, ...]
+  messages: tuple[str, ...]  # The run's log lines that name this release.
+
+
+@pytest.fixture(scope="session")
+def nasnet_mobile_tree(tmp_path_factory) -> RealTree:
+  """One real `export_all --models=nasnet_mobile --jobs=2`: every published version, in one
+  model run in a worker process. The TF1, TF2, compat, publish and serve tests all use it."""
+  from exporters import export_tree
+  root = tmp_path_factory.mktemp("nasnet_mobile_tree")
+  checkpoint_dir = root / "checkpoints"
+  make_checkpoint("nasnet_mobile", checkpoint_dir / "nasnet_mobile", seed=0)
+  lines = []
+  config = export_tree.ExportAllConfig(checkpoint_dir=str(checkpoint_dir),
+                                       export_dir=str(root / "exports"),
+                                       models=("nasnet_mobile",), mirror="", jobs=2)
+  result = export_tree.run(config, log=lines.append)
+  return RealTree(checkpoint_dir, root / "exports", result, "\n".join(lines))
+
+
+# The releases of the large models that the slow tests check, each model's in one run.
+LARGE_MODEL_RELEASES = {
+    "nasnet_large": (("classification", 5),),
+    "pnasnet_large": (("classification", 2), ("classification", 5)),
+}
+
+
+@pytest.fixture(scope="session")
+def release_export(nasnet_mobile_tree, ckpt_factory, tmp_path_factory):
+  """`release_export(release)` -> ReleaseExport.
+
+  nasnet_mobile's come from the session's export_all tree (stamps and output);
+  a large model's (LARGE_MODEL_RELEASES) from one pipeline.export_model run per
+  model, made when a test first asks for one of them.
+  """
+  from exporters import export_tree
+  large: dict[tuple, ReleaseExport] = {}
+
+  def get(release) -> ReleaseExport:
+    key = (release.model.name, release.module_type, release.version.number)
+    if release.model.name == "nasnet_mobile":
+      tree = nasnet_mobile_tree
+      stamp = export_tree.read_stamp(export_tree.stamp_path(tree.export_dir, release))
+      return ReleaseExport(
+          release, str(export_tree.export_path(tree.export_dir, release)),
+          stamp.export["verification"], tuple(stamp.export["unused_variables"]),
+          _messages_about(release, tree.output.splitlines()))
+    if key not in large:
+      large.update(_export_large_model(release.model.name, ckpt_factory, tmp_path_factory))
+    return large[key]
+  return get
+
+
+def _messages_about(release, lines) -> tuple[str, ...]:
+  model_wide = f"{release.model.name}: "
+  return tuple(line.strip() for line in lines
+               if f"{release.handle_with_version}:" in line or line.strip().startswith(model_wide))
+
+
+def _export_large_model(model, ckpt_factory, tmp_path_factory) -> dict:
+  import registry
+  from exporters import pipeline
+  root = tmp_path_factory.mktemp(f"{model}_exports")
+  targets = tuple(pipeline.ReleaseTarget(t, v, str(root / f"{t}_{v}"))
+                  for t, v in LARGE_MODEL_RELEASES[model])
+  lines = []
+  outcomes = pipeline.export_model(pipeline.ModelExportConfig(
+      model, str(ckpt_factory(model)), targets), log=lines.append)
+  found = {}
+  for outcome in outcomes:
+    assert not outcome.error, outcome.error
+    release = outcome.release
+    found[model, release.module_type, release.version.number] = ReleaseExport(
+        release, outcome.result.export_dir, outcome.result.verification,
+        outcome.result.unused_variables, _messages_about(release, lines))
+  return found

@@ -3,7 +3,7 @@
 hub.Module exists only up to tensorflow-hub 0.15, which needs TensorFlow
 <= 2.15; it runs in the second environment .venv-compat (`make compat-env`)
 through tests/compat/check_hub_module.py, which reports what it sees as JSON;
-the expectations are here. The exports are those of tests/tf1_exports.py.
+the expectations are here. The exports are the session's (conftest.release_export).
 """
 import json
 import os
@@ -11,16 +11,17 @@ import subprocess
 
 import pytest
 
-from exporters import hub_module
-from tests import tf1_exports
+import registry
+from exporters.formats import hub_module
 from tests.conftest import REPO, require_shared
 
 pytestmark = pytest.mark.compat
 
 COMPAT_PYTHON = REPO / ".venv-compat" / "bin" / "python"
 SCRIPT = REPO / "tests" / "compat" / "check_hub_module.py"
-RELEASES = tf1_exports.hub_releases()
-IDS = [tf1_exports.release_id(r) for r in RELEASES]
+RELEASES = [r for r in registry.default().releases(models=["nasnet_mobile"])
+            if r.version.format == "hub"]
+IDS = [f"{r.model.name}-{r.module_type}-v{r.version.number}" for r in RELEASES]
 TOLERANCE = 1e-4
 MOVING_MEAN_TOLERANCE = 1e-5
 FINE_TUNING_MOMENTUM = 0.997  # What a consumer passes to a *_with_bn_hparams signature.
@@ -46,16 +47,14 @@ def check_spec(release, export_dir):
 
 
 @pytest.fixture(scope="module")
-def hub_module_report(ckpt_factory, tmp_path_factory):
+def hub_module_report(release_export, tmp_path_factory):
   """Runs the real hub.Module once over every export; returns its report by release id."""
   if not COMPAT_PYTHON.exists():
     pytest.fail(f"{COMPAT_PYTHON} is missing: the compat tests need the hub.Module "
                 f"environment; build it with `make compat-env` (or deselect them with "
                 f"-m 'not compat')", pytrace=False)
   golden = require_shared("golden", "nasnet_mobile_seed0.npz")
-  exports = [check_spec(r, tf1_exports.export(r, ckpt_factory(r.model.name),
-                                              tmp_path_factory).export_dir)
-             for r in RELEASES]
+  exports = [check_spec(r, release_export(r).export_dir) for r in RELEASES]
   spec_path = tmp_path_factory.mktemp("hub_module_check") / "spec.json"
   spec_path.write_text(json.dumps({"golden": str(golden), "exports": exports}))
   env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
@@ -72,7 +71,7 @@ def hub_module_report(ckpt_factory, tmp_path_factory):
 
 @pytest.mark.parametrize("release", RELEASES, ids=IDS)
 def test_hub_module_loads_the_inference_graph(release, hub_module_report):
-  report = hub_module_report[tf1_exports.release_id(release)]
+  report = hub_module_report[IDS[RELEASES.index(release)]]
   assert report["tags"] == [[], ["train"]]
   inference = report["inference"]
   size = release.model.image_size
@@ -85,7 +84,7 @@ def test_hub_module_loads_the_inference_graph(release, hub_module_report):
 
 @pytest.mark.parametrize("release", RELEASES, ids=IDS)
 def test_hub_module_fine_tunes_the_train_graph(release, hub_module_report):
-  train = hub_module_report[tf1_exports.release_id(release)]["train"]
+  train = hub_module_report[IDS[RELEASES.index(release)]]["train"]
   size = release.model.image_size
   assert train["image_size"] == [size, size]
   assert train["signatures"] == sorted(s.name for s in hub_module.signatures(release))

@@ -9,8 +9,8 @@ import pytest
 
 import registry
 from tests.conftest import REPO, SHARED, require_shared
-from exporters import card_validator
-from exporters import docs_lib
+from exporters.cards import card_validator
+from exporters.cards import docs_lib
 
 REFERENCE_DOCS = SHARED / "reference-docs"
 RELEASES = list(registry.default().releases())

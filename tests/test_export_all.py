@@ -1,7 +1,7 @@
 """export_all: planning, stamps, progress, parallel runs within a memory budget, bad input.
 
-The fast tests stand tests/export_tree.py's fake exporter in for export_lib
-(in-process and in worker processes); the end-to-end tests run the real
+The fast tests stand tests/trees.py's fake exporter in for
+pipeline.export_model (in-process and in worker processes); the end-to-end tests run the real
 exporters on the checkpoint ../shared/checkpoints/make_ckpt.py writes: one
 session-wide export of every nasnet_mobile version (shared with test_publish
 and test_serve), and a real export killed midway and run again.
@@ -21,11 +21,13 @@ import time
 import pytest
 
 import registry
-from exporters import docs_lib, export_all_lib, export_lib, publish_lib
+from exporters import export_tree, pipeline
+from exporters.cards import docs_lib
+from exporters.export_tree import layout, plan as plan_lib, stamps
+from exporters.publishing import publish_lib
 from exporters.errors import ExportError
 from tests.conftest import make_checkpoint
-from tests.export_tree import (FAKE_EXPORTER, fake_checkpoint_dir, nasnet_mobile_releases,
-                               nasnet_mobile_tree)  # noqa: F401
+from tests.trees import FAKE_EXPORTER, fake_checkpoint_dir, nasnet_mobile_releases
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 HANDLE_DIR = pathlib.PurePosixPath("google/imagenet/nasnet_mobile/classification")
@@ -37,13 +39,13 @@ def config(tmp_path, **kw):
                 models=("nasnet_mobile",), mirror=str(tmp_path / "empty_mirror"),
                 exporter=FAKE_EXPORTER, heartbeat_s=0, in_process=True)
   fields.update(kw)
-  return export_all_lib.ExportAllConfig(**fields)
+  return export_tree.ExportAllConfig(**fields)
 
 
 def run(cfg):
   lines = []
   try:
-    result = export_all_lib.run(cfg, log=lines.append)
+    result = export_tree.run(cfg, log=lines.append)
   except ExportError as e:
     e.output = "\n".join(lines)
     raise
@@ -56,12 +58,13 @@ def statuses(result):
 
 def leftovers(export_dir: pathlib.Path):
   return sorted(str(p.relative_to(export_dir)) for p in export_dir.rglob(".*")
-                if p.name.startswith(export_all_lib.TEMP_PREFIXES))
+                if p.name.startswith(export_tree.TEMP_PREFIXES))
 
 
 @pytest.fixture
 def fake_ckpts(tmp_path):
-  return fake_checkpoint_dir(tmp_path / "checkpoints")
+  return fake_checkpoint_dir(tmp_path / "checkpoints",
+                             models=("nasnet_mobile", "nasnet_large", "pnasnet_large"))
 
 
 # ---- Fast: the fake exporter.
@@ -72,12 +75,14 @@ def test_exports_everything_then_nothing_then_what_changed(tmp_path, fake_ckpts)
   result, output = run(cfg)
   assert statuses(result) == ["exported"] * NUM_RELEASES
   for release in nasnet_mobile_releases():
-    assert (export_all_lib.export_path(exports, release) / "saved_model.pb").is_file()
-    stamp = export_all_lib.read_stamp(export_all_lib.stamp_path(exports, release))
-    assert stamp["inputs"]["checkpoint_sha256"] and stamp["code_version"]
-    card = export_all_lib.card_path(exports, release).read_text()
+    assert (export_tree.export_path(exports, release) / "saved_model.pb").is_file()
+    stamp = export_tree.read_stamp(export_tree.stamp_path(exports, release))
+    assert stamp.inputs["checkpoint_sha256"] and stamp.code_version
+    card = export_tree.card_path(exports, release).read_text()
     assert card == docs_lib.render_card(release)
-  assert f"[1/{NUM_RELEASES}] {HANDLE_DIR}/1: exporting (hub) … elapsed" in output
+  assert f"nasnet_mobile ({NUM_RELEASES} release(s): hub, saved_model_2): exporting … elapsed" \
+      in output
+  assert f"{NUM_RELEASES} of {NUM_RELEASES} export(s) to do in 1 model run(s)" in output
   assert f"[{NUM_RELEASES}/{NUM_RELEASES}] google/imagenet/nasnet_mobile/feature_vector/5: " \
          f"exported and verified in" in output
   assert result.cards_written == NUM_RELEASES
@@ -104,8 +109,8 @@ def test_exports_everything_then_nothing_then_what_changed(tmp_path, fake_ckpts)
 def test_code_or_registry_change_makes_releases_stale(tmp_path, fake_ckpts, monkeypatch):
   cfg = config(tmp_path, versions=(4,))
   run(cfg)
-  fingerprint = dict(export_all_lib.code_fingerprint(), sources_sha256="0" * 64)
-  monkeypatch.setattr(export_all_lib, "code_fingerprint", lambda: fingerprint)
+  fingerprint = dict(stamps.code_fingerprint(), sources_sha256="0" * 64)
+  monkeypatch.setattr(stamps, "code_fingerprint", lambda: fingerprint)
   assert statuses(run(cfg)[0]) == ["exported", "exported"]
   assert statuses(run(cfg)[0]) == ["up to date", "up to date"]
   # A registry fact an export reads (not a card text) is part of the stamp.
@@ -116,9 +121,9 @@ def test_code_or_registry_change_makes_releases_stale(tmp_path, fake_ckpts, monk
       versions={**reg.versions, 4: registry.Version(**{
           **{f: getattr(reg.versions[4], f) for f in reg.versions[4].__dataclass_fields__},
           "batch_norm_momentum": 0.9})})
-  jobs = export_all_lib.plan(cfg, changed, list(changed.releases(models=["nasnet_mobile"],
+  jobs = plan_lib.plan(cfg, changed, list(changed.releases(models=["nasnet_mobile"],
                                                                  versions=[4])),
-                             {"nasnet_mobile": fake_ckpts / "nasnet_mobile" / "model.ckpt"})
+                        {"nasnet_mobile": fake_ckpts / "nasnet_mobile" / "model.ckpt"})
   assert [j.up_to_date for j in jobs] == [False, False]
 
 
@@ -129,48 +134,73 @@ def test_force_exports_again(tmp_path, fake_ckpts):
 
 def test_table(tmp_path, fake_ckpts):
   result, _ = run(config(tmp_path, module_types=("classification",)))
-  table = export_all_lib.format_table(result.rows).splitlines()
+  table = export_tree.format_table(result.rows).splitlines()
   assert table[0].split() == ["handle", "version", "format", "size", "seconds", "verified"]
   assert len(table) == 2 + len(result.rows)
   assert table[2].split()[:3] == [str(HANDLE_DIR), "1", "hub"]
   assert table[2].split()[-1] == "yes" and "KiB" in table[2]
   result, _ = run(config(tmp_path, module_types=("classification",)))
-  assert export_all_lib.format_table(result.rows).splitlines()[2].endswith("yes (up to date)")
+  assert export_tree.format_table(result.rows).splitlines()[2].endswith("yes (up to date)")
 
 
-def test_parallel_jobs_stay_within_the_memory_budget(tmp_path, fake_ckpts, monkeypatch):
+THREE_MODELS = ("nasnet_mobile", "nasnet_large", "pnasnet_large")
+
+
+def _events(path: pathlib.Path) -> list[dict]:
+  return sorted((json.loads(line) for line in path.read_text().splitlines()),
+                key=lambda e: (e["t"], e["event"] == "start"))
+
+
+def test_parallel_model_runs_stay_within_the_memory_budget(tmp_path, fake_ckpts, monkeypatch):
   events = tmp_path / "events.jsonl"
   monkeypatch.setenv("FAKE_EXPORT_LOG", str(events))
-  monkeypatch.setenv("FAKE_EXPORT_SECONDS", "2")
-  monkeypatch.setitem(export_all_lib.MEMORY_GB, "nasnet_mobile", 2.0)
-  # Room for 3 jobs, memory for 2.
-  result, output = run(config(tmp_path, jobs=3, memory_budget_gb=4.5, in_process=False))
-  assert statuses(result) == ["exported"] * NUM_RELEASES
+  monkeypatch.setenv("FAKE_EXPORT_SECONDS", "0.5")
+  for model in THREE_MODELS:
+    monkeypatch.setitem(plan_lib.MEMORY_GB, model, 2.0)
+  # Room for 3 model runs, memory for 2.
+  result, output = run(config(tmp_path, models=THREE_MODELS, versions=(4, 5), jobs=3,
+                              memory_budget_gb=4.5, in_process=False))
+  assert statuses(result) == ["exported"] * 12
   running, most = 0, 0
-  for event in sorted((json.loads(line) for line in events.read_text().splitlines()),
-                      key=lambda e: (e["t"], e["event"] == "start")):
+  for event in _events(events):
     running += 1 if event["event"] == "start" else -1
     most = max(most, running)
   assert most == 2
-  assert "up to 3 at a time" in output
+  assert "12 of 12 export(s) to do in 3 model run(s), up to 3 at a time" in output
+  # Each model run recorded its process's peak memory, which the next plan uses.
+  for release in result.rows:
+    stamp = export_tree.read_stamp(tmp_path / "exports" / release.handle /
+                                   f".{release.version}.stamp.json")
+    assert stamp.peak_rss_mb > 0
+  cfg = config(tmp_path)
+  job = plan_lib.model_jobs(cfg, plan_lib.plan(
+      cfg, registry.default(), nasnet_mobile_releases(versions=[4]),
+      {"nasnet_mobile": fake_ckpts / "nasnet_mobile" / "model.ckpt"}))
+  assert job == []  # Up to date.
+  release = nasnet_mobile_releases(versions=[4])[0]
+  measured = export_tree.read_stamp(export_tree.stamp_path(tmp_path / "exports", release))
+  assert plan_lib.memory_gb(cfg, release) >= measured.peak_rss_mb / 1024
 
 
-def test_one_job_at_a_time_each_in_its_own_process(tmp_path, fake_ckpts, monkeypatch):
+def test_one_model_at_a_time_each_in_its_own_process(tmp_path, fake_ckpts, monkeypatch):
   events = tmp_path / "events.jsonl"
   monkeypatch.setenv("FAKE_EXPORT_LOG", str(events))
-  result, output = run(config(tmp_path, versions=(4, 5), in_process=False))
-  assert statuses(result) == ["exported"] * 4
-  order = [json.loads(line)["event"] for line in events.read_text().splitlines()]
-  assert order == ["start", "end"] * 4
+  result, output = run(config(tmp_path, models=THREE_MODELS[:2], versions=(4, 5),
+                              in_process=False))
+  assert statuses(result) == ["exported"] * 8
+  order = [(e["event"], e["model"]) for e in _events(events)]
+  assert order == [("start", "nasnet_mobile"), ("end", "nasnet_mobile"),
+                   ("start", "nasnet_large"), ("end", "nasnet_large")]
   assert "at a time" not in output
 
 
-def test_a_job_larger_than_the_budget_runs_alone(tmp_path, fake_ckpts, monkeypatch):
-  monkeypatch.setitem(export_all_lib.MEMORY_GB, "nasnet_mobile", 10.0)
+def test_a_model_larger_than_the_budget_runs_alone(tmp_path, fake_ckpts, monkeypatch):
+  monkeypatch.setitem(plan_lib.MEMORY_GB, "nasnet_mobile", 10.0)
   result, output = run(config(tmp_path, jobs=2, memory_budget_gb=1, versions=(4,),
                               in_process=False))
   assert statuses(result) == ["exported"] * 2
-  assert "exceed the --memory_budget_gb of 1; running it alone" in output
+  assert "nasnet_mobile: its estimated 10 GB exceed the --memory_budget_gb of 1; " \
+         "running it alone" in output
 
 
 def test_failed_export_in_a_worker_leaves_nothing_and_others_finish(tmp_path, fake_ckpts,
@@ -194,34 +224,36 @@ def test_failed_export_in_a_worker_leaves_nothing_and_others_finish(tmp_path, fa
 class _FullDiskWriter:
   """A format writer that runs out of disk space halfway through its files."""
 
-  @staticmethod
-  def write(release, checkpoint, export_dir, log):
+  def __init__(self, releases, checkpoint, log):
+    pass
+
+  def write(self, release, export_dir, log):
     pathlib.Path(export_dir, "saved_model.pb").write_bytes(b"half")
     raise OSError(errno.ENOSPC, "No space left on device")
 
 
-class _TinyWriter:
-  @staticmethod
-  def write(release, checkpoint, export_dir, log):
+class _TinyWriter(_FullDiskWriter):
+  def write(self, release, export_dir, log):
     pathlib.Path(export_dir, "saved_model.pb").write_bytes(b"tiny")
 
-  @staticmethod
-  def verify(release, export_dir, checkpoint, reference, log):
+  def verify(self, release, export_dir, reference, log):
     return {"tiny": True}
 
 
-def test_full_disk_during_a_real_export_lib_run(tmp_path, ckpt_factory, monkeypatch):
-  """export_lib itself (real checkpoint reading) with a writer that hits ENOSPC."""
+def test_full_disk_during_a_real_model_run(tmp_path, ckpt_factory, monkeypatch):
+  """pipeline.export_model itself (real checkpoint reading) with a writer that hits ENOSPC."""
+  from exporters import formats
   prefix = ckpt_factory("nasnet_mobile")
   shutil.copytree(prefix.parent, tmp_path / "checkpoints" / "nasnet_mobile")
-  cfg = config(tmp_path, exporter=export_all_lib.DEFAULT_EXPORTER, versions=(4,),
+  cfg = config(tmp_path, exporter=export_tree.DEFAULT_EXPORTER, versions=(4,),
                module_types=("classification",))
-  monkeypatch.setattr(export_lib, "writer_for", lambda fmt: _FullDiskWriter)
-  with pytest.raises(ExportError, match="1 of 1 export"):
+  monkeypatch.setattr(formats, "writer_for", lambda fmt: _FullDiskWriter)
+  with pytest.raises(ExportError, match="1 of 1 export") as e:
     run(cfg)
+  assert "no space left on the device" in e.value.result.rows[0].error
   exports = tmp_path / "exports"
   assert sorted(p.name for p in (exports / HANDLE_DIR).iterdir()) == ["4.md"]
-  monkeypatch.setattr(export_lib, "writer_for", lambda fmt: _TinyWriter)
+  monkeypatch.setattr(formats, "writer_for", lambda fmt: _TinyWriter)
   result, _ = run(cfg)
   assert statuses(result) == ["exported"]
   assert (exports / HANDLE_DIR / "4" / "saved_model.pb").read_bytes() == b"tiny"
@@ -229,14 +261,14 @@ def test_full_disk_during_a_real_export_lib_run(tmp_path, ckpt_factory, monkeypa
 
 def test_stamp_that_cannot_be_written_means_export_again(tmp_path, fake_ckpts, monkeypatch):
   cfg = config(tmp_path, versions=(5,), module_types=("classification",))
-  real = export_all_lib.write_atomically
+  real = layout.write_atomically
 
   def full_disk_for_stamps(path, data):
     if path.name.endswith(".stamp.json"):
       raise OSError(errno.ENOSPC, "No space left on device")
     return real(path, data)
 
-  monkeypatch.setattr(export_all_lib, "write_atomically", full_disk_for_stamps)
+  monkeypatch.setattr(layout, "write_atomically", full_disk_for_stamps)
   with pytest.raises(ExportError) as e:
     run(cfg)
   assert "stamp could not be written" in e.value.result.rows[0].error
@@ -246,13 +278,13 @@ def test_stamp_that_cannot_be_written_means_export_again(tmp_path, fake_ckpts, m
 
 _INTERRUPTIBLE_RUN = """
 import signal, sys
-from exporters import export_all_lib
-signal.signal(signal.SIGTERM, export_all_lib.interrupt_on_signal)
-config = export_all_lib.ExportAllConfig(
-    checkpoint_dir=sys.argv[1], export_dir=sys.argv[2], models=("nasnet_mobile",), jobs=2,
-    memory_budget_gb=100, exporter="tests.export_tree:fake_export", heartbeat_s=0)
+from exporters import export_tree
+signal.signal(signal.SIGTERM, export_tree.interrupt_on_signal)
+config = export_tree.ExportAllConfig(
+    checkpoint_dir=sys.argv[1], export_dir=sys.argv[2], models=("nasnet_mobile", "nasnet_large"),
+    jobs=2, memory_budget_gb=100, exporter="tests.trees:fake_export_model", heartbeat_s=0)
 try:
-  export_all_lib.run(config)
+  export_tree.run(config)
 except KeyboardInterrupt:
   sys.exit(130)
 """
@@ -290,7 +322,7 @@ def test_stale_temporaries_are_removed(tmp_path, fake_ckpts):
 def test_a_second_concurrent_run_is_refused(tmp_path, fake_ckpts):
   exports = tmp_path / "exports"
   exports.mkdir()
-  fd = os.open(exports / export_all_lib.LOCK_NAME, os.O_RDWR | os.O_CREAT)
+  fd = os.open(exports / export_tree.LOCK_NAME, os.O_RDWR | os.O_CREAT)
   fcntl.flock(fd, fcntl.LOCK_EX)
   try:
     with pytest.raises(ExportError, match="another export_all is running"):
@@ -346,12 +378,12 @@ def test_real_export_all_writes_every_version_and_card(nasnet_mobile_tree):
   assert statuses(tree.result) == ["exported"] * NUM_RELEASES
   assert all(r.verified and r.size > 1_000_000 for r in tree.result.rows)
   for release in nasnet_mobile_releases():
-    export = export_all_lib.export_path(tree.export_dir, release)
+    export = export_tree.export_path(tree.export_dir, release)
     assert (export / "saved_model.pb").is_file()
     assert (export / "tfhub_module.pb").is_file() == (release.version.format == "hub")
-    assert export_all_lib.card_path(tree.export_dir, release).read_text() == \
+    assert export_tree.card_path(tree.export_dir, release).read_text() == \
         docs_lib.render_card(release)
-    assert export_all_lib.read_stamp(export_all_lib.stamp_path(tree.export_dir, release))
+    assert export_tree.read_stamp(export_tree.stamp_path(tree.export_dir, release))
   assert leftovers(tree.export_dir) == []
   assert f"[4/{NUM_RELEASES}] {HANDLE_DIR}/5: exported and verified" in tree.output
 
@@ -359,7 +391,7 @@ def test_real_export_all_writes_every_version_and_card(nasnet_mobile_tree):
 @pytest.mark.slow
 def test_real_second_run_does_no_export_work(nasnet_mobile_tree):
   tree = nasnet_mobile_tree
-  cfg = export_all_lib.ExportAllConfig(checkpoint_dir=str(tree.checkpoint_dir),
+  cfg = export_tree.ExportAllConfig(checkpoint_dir=str(tree.checkpoint_dir),
                                        export_dir=str(tree.export_dir), models=("nasnet_mobile",))
   result, output = run(cfg)
   assert statuses(result) == ["up to date"] * NUM_RELEASES
@@ -369,17 +401,17 @@ def test_real_second_run_does_no_export_work(nasnet_mobile_tree):
 @pytest.mark.slow
 def test_real_changed_checkpoint_makes_every_release_stale(nasnet_mobile_tree, tmp_path):
   tree = nasnet_mobile_tree
-  cfg = export_all_lib.ExportAllConfig(checkpoint_dir=str(tree.checkpoint_dir),
+  cfg = export_tree.ExportAllConfig(checkpoint_dir=str(tree.checkpoint_dir),
                                        export_dir=str(tree.export_dir), models=("nasnet_mobile",))
   reg = registry.default()
-  planned = export_all_lib.releases(cfg, reg)
+  planned = plan_lib.releases(cfg, reg)
   prefix = tree.checkpoint_dir / "nasnet_mobile" / "model.ckpt"
   for path in prefix.parent.iterdir():
     os.utime(path)  # Touched, same content: still up to date.
-  assert all(j.up_to_date for j in export_all_lib.plan(cfg, reg, planned,
+  assert all(j.up_to_date for j in plan_lib.plan(cfg, reg, planned,
                                                         {"nasnet_mobile": prefix}))
   other = make_checkpoint("nasnet_mobile", tmp_path / "seed1" / "nasnet_mobile", seed=1)
-  assert not any(j.up_to_date for j in export_all_lib.plan(cfg, reg, planned,
+  assert not any(j.up_to_date for j in plan_lib.plan(cfg, reg, planned,
                                                             {"nasnet_mobile": other}))
 
 
@@ -426,8 +458,36 @@ def test_real_export_killed_midway_leaves_nothing_and_the_next_run_recovers(
       in done.stdout
   assert (handle / "5" / "saved_model.pb").is_file() and (handle / ".5.stamp.json").is_file()
   assert leftovers(exports) == []
-  # Repeatable: this export and the session tree's, each made by a fresh process,
-  # archive to the same bytes (a TF2 SavedModel: its fingerprint uuid is derived, not random).
-  other = nasnet_mobile_tree.export_dir / "google/imagenet/nasnet_mobile/feature_vector/5"
-  assert publish_lib.write_archive(str(handle / "5"), io.BytesIO()) == \
+  # Exported alone, it is byte for byte what the session tree's model run wrote among
+  # all of nasnet_mobile's releases.
+  assert_same_bytes(handle / "5",
+                    nasnet_mobile_tree.export_dir / "google/imagenet/nasnet_mobile/feature_vector/5")
+
+
+def file_hashes(directory: pathlib.Path) -> dict[str, str]:
+  import hashlib
+  return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+          for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def assert_same_bytes(export: pathlib.Path, other: pathlib.Path) -> None:
+  """Every file's sha256 is equal, and publishing either gives the same archive."""
+  hashes = file_hashes(export)
+  assert "saved_model.pb" in hashes and hashes == file_hashes(other)
+  assert publish_lib.write_archive(str(export), io.BytesIO()) == \
       publish_lib.write_archive(str(other), io.BytesIO())
+
+
+@pytest.mark.slow
+def test_release_bytes_do_not_depend_on_the_plan(nasnet_mobile_tree, tmp_path):
+  """Another filter (two releases, one per format, in one model run, in process) writes the
+  same bytes as the session tree's run of all eight in a worker process."""
+  cfg = export_tree.ExportAllConfig(
+      checkpoint_dir=str(nasnet_mobile_tree.checkpoint_dir), export_dir=str(tmp_path / "exports"),
+      models=("nasnet_mobile",), module_types=("classification",), versions=(3, 5),
+      in_process=True, heartbeat_s=0)
+  result, _ = run(cfg)
+  assert statuses(result) == ["exported", "exported"]
+  for release in nasnet_mobile_releases(module_types=["classification"], versions=[3, 5]):
+    assert_same_bytes(export_tree.export_path(tmp_path / "exports", release),
+                      export_tree.export_path(nasnet_mobile_tree.export_dir, release))

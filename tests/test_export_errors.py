@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from exporters import export_lib
+from exporters import pipeline
 from exporters.errors import ExportError
 from tests.conftest import REPO
 
@@ -114,22 +114,25 @@ def test_checkpoint_with_one_tensor_of_the_wrong_shape(export_dir, ckpt_factory,
 
 def test_failed_verification_leaves_no_export_dir(export_dir, ckpt_factory, monkeypatch):
   """A written export that does not verify is deleted; --export_dir stays absent."""
-  from exporters import saved_model_2
+  from exporters import formats
   written = []
 
-  def write(release, checkpoint, tmp_dir, log):
-    (pathlib.Path(tmp_dir) / "saved_model.pb").write_bytes(b"not verified")
-    written.append(tmp_dir)
+  class UnverifiableWriter:
+    def __init__(self, releases, checkpoint, log):
+      pass
 
-  def verify(release, tmp_dir, checkpoint, reference, log):
-    raise ExportError("inference output: the export differs from the Slim graph by 1")
+    def write(self, release, tmp_dir, log):
+      (pathlib.Path(tmp_dir) / "saved_model.pb").write_bytes(b"not verified")
+      written.append(tmp_dir)
 
-  monkeypatch.setattr(saved_model_2, "write", write)
-  monkeypatch.setattr(saved_model_2, "verify", verify)
-  config = export_lib.ExportConfig(MODEL, "classification", 4, str(ckpt_factory(MODEL)),
+    def verify(self, release, tmp_dir, reference, log):
+      raise ExportError("inference output: the export differs from the Slim graph by 1")
+
+  monkeypatch.setattr(formats, "writer_for", lambda fmt: UnverifiableWriter)
+  config = pipeline.ExportConfig(MODEL, "classification", 4, str(ckpt_factory(MODEL)),
                                    str(export_dir))
   with pytest.raises(ExportError, match="differs from the Slim graph"):
-    export_lib.export(config, log=lambda message: None)
+    pipeline.export(config, log=lambda message: None)
   assert written and not pathlib.Path(written[0]).exists()
   assert not export_dir.exists()
   assert list(export_dir.parent.iterdir()) == []

@@ -1,7 +1,7 @@
 """The TF1 Hub format exporter (versions 1-3): layout, strictness, and hub.load in TF 2.21.
 
 The real hub.Module checks are in test_compat_hub_module.py; both share the
-exports of tests/tf1_exports.py (nasnet_mobile, seed-0 checkpoint).
+session exports of conftest.release_export (nasnet_mobile, seed-0 checkpoint).
 """
 import os
 import shutil
@@ -15,22 +15,27 @@ from tensorflow.core.framework import variable_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 
 import registry
-from exporters import hub_module
+from exporters.formats import hub_module
 from exporters.errors import ExportError
-from tests import tf1_exports
 from tests.conftest import REPO
 
-RELEASES = tf1_exports.hub_releases()
-IDS = [tf1_exports.release_id(r) for r in RELEASES]
+FAST_MODEL = "nasnet_mobile"
+RELEASES = [r for r in registry.default().releases(models=[FAST_MODEL])
+            if r.version.format == "hub"]
+
+
+def release_id(release: registry.Release) -> str:
+  return f"{release.model.name}-{release.module_type}-v{release.version.number}"
+
+
+IDS = [release_id(r) for r in RELEASES]
 TOLERANCE = 1e-4
 
 
 @pytest.fixture(scope="session")
-def tf1_export(ckpt_factory, tmp_path_factory):
-  """`tf1_export(release)` -> ExportResult, each release exported once per session."""
-  def get(release):
-    return tf1_exports.export(release, ckpt_factory(release.model.name), tmp_path_factory)
-  return get
+def tf1_export(release_export):
+  """`tf1_export(release)` -> conftest.ReleaseExport, from the session's shared model runs."""
+  return release_export
 
 
 def _release(module_type, version, model="nasnet_mobile"):
@@ -65,7 +70,7 @@ def test_module_def_is_format_3_in_wire_form():
 
 @pytest.mark.parametrize("release", [r for r in registry.default().releases()
                                      if r.version.format == "hub"],
-                         ids=tf1_exports.release_id)
+                         ids=release_id)
 def test_signatures_follow_module_type_and_registry(release):
   by_name = {s.name: s for s in hub_module.signatures(release)}
   plain = ({"default", "image_classification", "image_feature_vector"}
@@ -136,7 +141,7 @@ def test_export_verifies_itself(release, tf1_export):
   assert report["train_features_max_abs_diff"] <= TOLERANCE  # No path dropout in mobile.
   assert all(n == "global_step" or n.startswith("aux_") for n in result.unused_variables)
   assert "global_step" in result.unused_variables
-  classifier_note = [m for m in tf1_exports.log_messages(release) if "classifier" in m]
+  classifier_note = [m for m in result.messages if "classifier" in m]
   assert bool(classifier_note) == (release.module_type == "feature_vector")
 
 

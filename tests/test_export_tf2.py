@@ -1,7 +1,7 @@
 """Versions 4-5 (TF2 SavedModels): exported, reloaded the way users load them, fine-tuned.
 
-Every export here goes through the real export_lib.export, so it has also
-verified itself against the Slim graph. Exports are shared per module:
+Every export here is the session's (conftest.release_export): made by the
+real model run, so it has also verified itself against the Slim graph.
 nasnet_mobile's (both module types of version 4, one of version 5) are the
 acceptance tests against ../shared/golden; the large models (marked slow)
 export and reload once each.
@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 import registry
-from exporters import export_lib, saved_model_2, slim_graph
+from exporters.formats import saved_model_2
+from exporters.pipeline import slim_graph
 
 FAST_MODEL = "nasnet_mobile"
 FINE_TUNING_MOMENTUM = 0.997
@@ -39,21 +40,11 @@ def newest(model: str, module_type: str, serving_signature: bool) -> registry.Re
 
 
 @pytest.fixture(scope="module")
-def exports(ckpt_factory, tmp_path_factory):
-  """`exports(release)` -> (ExportResult, log messages), each written once per module."""
-  root = tmp_path_factory.mktemp("tf2_exports")
-  cache = {}
-
+def exports(release_export):
+  """`exports(release)` -> (conftest.ReleaseExport, the run's messages about it)."""
   def export(release):
-    key = release_id(release)
-    if key not in cache:
-      config = export_lib.ExportConfig(
-          model=release.model.name, module_type=release.module_type,
-          version=release.version.number,
-          checkpoint_path=str(ckpt_factory(release.model.name)), export_dir=str(root / key))
-      messages = []
-      cache[key] = (export_lib.export(config, log=messages.append), messages)
-    return cache[key]
+    result = release_export(release)
+    return result, list(result.messages)
   return export
 
 
@@ -76,7 +67,7 @@ def loaded(exports):
 
 @pytest.fixture(scope="module")
 def checkpoint_values(ckpt_factory):
-  from exporters import checkpoint_reader
+  from exporters.pipeline import checkpoint_reader
   return checkpoint_reader.read_checkpoint(FAST_MODEL, str(ckpt_factory(FAST_MODEL))).values
 
 
@@ -102,7 +93,8 @@ def find_weight(weights, name: str):
 
 @pytest.mark.parametrize("release", saved_model_releases(), ids=release_id)
 def test_every_tf2_release_is_written_by_this_module(release):
-  assert export_lib.writer_for(release.version.format) is saved_model_2
+  from exporters import formats
+  assert formats.writer_for(release.version.format) is saved_model_2.SavedModel2Constructions
   assert 0.0 < release.version.batch_norm_momentum < 1.0  # The __call__ default.
   assert release.model.feature_size > 0 and release.model.image_size > 0
 
@@ -132,7 +124,7 @@ def test_export_reports_what_it_left_out_and_verified(exports, release):
   assert result.verification["regularization_losses"] > 0
   assert any("verified and written" in m for m in messages)
   leftover = [p for p in pathlib.Path(result.export_dir).parent.iterdir()
-              if p.name.startswith(".")]
+              if p.name.startswith((".tmp-", ".old-"))]
   assert not leftover, f"temporary directories left behind: {leftover}"
 
 
@@ -301,10 +293,9 @@ LARGE_RELEASES = [newest(m, "classification", serving_signature=True)
 def test_large_model_exports_and_reloads(exports, release):
   import tensorflow as tf
   import tensorflow_hub as hub
-  from exporters import slim_graph
+  from exporters.pipeline import slim_graph
   result, _ = exports(release)
   assert result.verification["inference_max_abs_diff"] <= 1e-4
   loaded = hub.load(result.export_dir)
   outputs = loaded(tf.constant(slim_graph.probe_images(release.model, batch_size=1))).numpy()
   assert outputs.shape == (1, output_size(release)) and np.all(np.isfinite(outputs))
-  print(f"{release_id(release)}: export seconds {result.seconds}")

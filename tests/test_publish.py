@@ -17,9 +17,9 @@ import tarfile
 import pytest
 import tensorflow as tf
 
-from exporters import publish_lib
+from exporters.publishing import publish_lib
 from exporters.errors import ExportError
-from tests.export_tree import fake_tree, nasnet_mobile_releases, nasnet_mobile_tree  # noqa: F401
+from tests.trees import fake_tree, nasnet_mobile_releases
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 HANDLE4 = "google/imagenet/nasnet_mobile/classification/4"

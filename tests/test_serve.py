@@ -16,8 +16,8 @@ import urllib.request
 import numpy as np
 import pytest
 
-from exporters import publish_lib, serve_lib
-from tests.export_tree import fake_tree, nasnet_mobile_releases, nasnet_mobile_tree  # noqa: F401
+from exporters.publishing import publish_lib, serve_lib
+from tests.trees import fake_tree, nasnet_mobile_releases
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 HANDLE = "google/imagenet/nasnet_mobile/classification"

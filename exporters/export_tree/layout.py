@@ -1,0 +1,74 @@
+"""The export tree on disk: where each release, card and stamp lies; safe file writes.
+
+Per handle directory `<export_dir>/<publisher>/<collection>/<model>/<module_type>/`:
+
+  <version>/                 the SavedModel (or TF1 Hub module), as published
+  <version>.md               its card
+  .<version>.stamp.json      what it was made from (exporters.export_tree.stamps)
+
+The stamp lies beside the export, not in it, because publish archives the
+export directory whole. Temporary entries (`.tmp-*`, `.old-*`) exist only
+while a run holds the tree's lock; a later run removes what an interrupted
+one left.
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import tempfile
+
+import registry as registry_lib
+
+TEMP_PREFIXES = (".tmp-", ".old-")  # The pipeline's and ours; safe to delete under the lock.
+
+
+def handle_dir(export_dir: str | os.PathLike, release: registry_lib.Release) -> pathlib.Path:
+  return pathlib.Path(export_dir, *release.handle.split("/"))
+
+
+def export_path(export_dir, release) -> pathlib.Path:
+  return handle_dir(export_dir, release) / str(release.version.number)
+
+
+def stamp_path(export_dir, release) -> pathlib.Path:
+  return handle_dir(export_dir, release) / f".{release.version.number}.stamp.json"
+
+
+def card_path(export_dir, release) -> pathlib.Path:
+  return handle_dir(export_dir, release) / f"{release.version.number}.md"
+
+
+def remove_stale_temporaries(export_dir: pathlib.Path, reg: registry_lib.Registry) -> list[str]:
+  """Deletes what an interrupted run left (`.tmp-*`, `.old-*`) in the handle directories."""
+  collection = export_dir / reg.publisher["name"] / reg.publisher["collection"]
+  removed = []
+  for handle in sorted(collection.glob("*/*")):
+    if not handle.is_dir():
+      continue
+    for entry in sorted(handle.iterdir()):
+      if entry.name.startswith(TEMP_PREFIXES):
+        if entry.is_dir() and not entry.is_symlink():
+          shutil.rmtree(entry, ignore_errors=True)
+        else:
+          entry.unlink(missing_ok=True)
+        removed.append(str(entry))
+  return removed
+
+
+def write_atomically(path: pathlib.Path, data: bytes) -> None:
+  """Writes a temporary sibling and renames it, so a crash never leaves half a file."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
+  try:
+    with os.fdopen(fd, "wb") as f:
+      f.write(data)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+  except BaseException:
+    pathlib.Path(tmp).unlink(missing_ok=True)
+    raise
+
+
+def directory_size(path: pathlib.Path) -> int:
+  return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())

@@ -1,0 +1,163 @@
+"""Planning a run: which releases, from which checkpoints, grouped into one job per model.
+
+Bad input stops here, before any export work: an unknown filter value
+names the valid choices, and checkpoints that cannot be had say how to
+provide them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import sys
+from typing import Callable
+
+import registry as registry_lib
+from exporters.errors import ExportError
+from exporters.export_tree import layout, stamps
+
+DEFAULT_EXPORTER = "exporters.pipeline:export_model"
+# Peak resident memory of one model run, in GB, before any stamp recorded a
+# measured one (then: the largest measured peak of the model's releases,
+# plus MEMORY_MARGIN). Unknown models get the default, the largest.
+MEMORY_GB = {"nasnet_mobile": 2.0, "nasnet_large": 6.0, "pnasnet_large": 6.0}
+DEFAULT_MEMORY_GB = 8.0
+MEMORY_MARGIN = 1.2
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportAllConfig:
+  checkpoint_dir: str = "checkpoints"
+  export_dir: str = "exports"
+  models: tuple[str, ...] = ()
+  module_types: tuple[str, ...] = ()
+  versions: tuple[int, ...] = ()
+  jobs: int = 1
+  memory_budget_gb: float = 0.0  # 0: 80% of the memory available at the start.
+  mirror: str | None = None  # Checkpoint archive mirror; None: $CHECKPOINT_MIRROR.
+  force: bool = False  # Export again even what is up to date.
+  heartbeat_s: float = 60.0
+  exporter: str = DEFAULT_EXPORTER  # "module:function" with pipeline.export_model's signature.
+  in_process: bool = False  # Tests and debugging: models run in this process, one after another.
+
+
+@dataclasses.dataclass
+class ReleaseJob:
+  """One planned release and what its stamp says about it."""
+  index: int  # 1-based position in the plan.
+  total: int
+  release: registry_lib.Release
+  checkpoint: pathlib.Path
+  export_dir: pathlib.Path
+  stamp_file: pathlib.Path
+  card_file: pathlib.Path
+  stamp_inputs: dict
+  stamp_key: str
+  up_to_date: bool
+
+  @property
+  def label(self) -> str:
+    return f"[{self.index}/{self.total}] {self.release.handle_with_version}"
+
+
+@dataclasses.dataclass
+class ModelJob:
+  """The unit of work: one model run exporting its out-of-date releases."""
+  model: str
+  checkpoint: pathlib.Path
+  releases: list[ReleaseJob]
+  memory_gb: float
+
+  @property
+  def label(self) -> str:
+    formats = ", ".join(dict.fromkeys(j.release.version.format for j in self.releases))
+    return f"{self.model} ({len(self.releases)} release(s): {formats})"
+
+
+def releases(config: ExportAllConfig, reg: registry_lib.Registry) -> list[registry_lib.Release]:
+  try:
+    planned = list(reg.releases(models=config.models, module_types=config.module_types,
+                                versions=config.versions))
+  except registry_lib.RegistryError as e:
+    raise ExportError(str(e)) from None
+  if not planned:
+    raise ExportError("no published release matches --models/--module_types/--versions "
+                      f"({_filters(config)}); see registry/models.toml for what is published")
+  return planned
+
+
+def _filters(config: ExportAllConfig) -> str:
+  return (f"models={','.join(config.models) or 'all'}, "
+          f"module_types={','.join(config.module_types) or 'all'}, "
+          f"versions={','.join(map(str, config.versions)) or 'all'}")
+
+
+def provide_checkpoints(models: list[str], config: ExportAllConfig,
+                        log: Callable[[str], None]) -> dict[str, pathlib.Path]:
+  """model -> checkpoint prefix, fetching the absent ones; raises before any export work."""
+  from checkpoints import fetch_lib
+  prefixes, problems = {}, []
+  for model in models:
+    prefix = fetch_lib.checkpoint_prefix(model, config.checkpoint_dir)
+    if fetch_lib.has_checkpoint(prefix):
+      prefixes[model] = prefix  # The model run reads it strictly; no second graph check here.
+      continue
+    log(f"{model}: no checkpoint at {prefix}; fetching it")
+    try:
+      prefixes[model] = fetch_lib.ensure_checkpoint(
+          model, config.checkpoint_dir, mirror=config.mirror,
+          progress=fetch_lib.ProgressBar(sys.stderr))
+    except fetch_lib.CheckpointError as e:
+      problems.append(f"{model}: {e}")
+  if problems:
+    raise ExportError(
+        "cannot export without the released checkpoints; nothing was exported.\n  "
+        + "\n  ".join(problems)
+        + f"\nProvide them with --mirror=<folder or URL holding the archives> (or "
+          f"$CHECKPOINT_MIRROR), or place model.ckpt.index and model.ckpt.data-* under "
+          f"{pathlib.Path(config.checkpoint_dir)}/<model>/.")
+  return prefixes
+
+
+def plan(config: ExportAllConfig, reg: registry_lib.Registry, planned: list,
+         prefixes: dict[str, pathlib.Path]) -> list[ReleaseJob]:
+  """One ReleaseJob per planned release, in plan order, each told whether it is up to date."""
+  from checkpoints import fetch_lib
+  hashes = {model: fetch_lib.checkpoint_sha256(prefix) for model, prefix in prefixes.items()}
+  fingerprint = stamps.code_fingerprint()
+  jobs = []
+  for i, release in enumerate(planned, 1):
+    inputs = stamps.stamp_inputs(release, hashes[release.model.name], config.exporter,
+                                 fingerprint)
+    key = stamps.stamp_key(inputs)
+    export_dir = layout.export_path(config.export_dir, release)
+    stamp = stamps.read_stamp(layout.stamp_path(config.export_dir, release))
+    up_to_date = (not config.force and stamp is not None and stamp.key == key
+                  and (export_dir / "saved_model.pb").is_file())
+    jobs.append(ReleaseJob(index=i, total=len(planned), release=release,
+                           checkpoint=prefixes[release.model.name], export_dir=export_dir,
+                           stamp_file=layout.stamp_path(config.export_dir, release),
+                           card_file=layout.card_path(config.export_dir, release),
+                           stamp_inputs=inputs, stamp_key=key, up_to_date=up_to_date))
+  return jobs
+
+
+def model_jobs(config: ExportAllConfig, release_jobs: list[ReleaseJob]) -> list[ModelJob]:
+  """The out-of-date releases grouped by model (plan order), each with its memory estimate."""
+  grouped: dict[str, list[ReleaseJob]] = {}
+  for job in release_jobs:
+    if not job.up_to_date:
+      grouped.setdefault(job.release.model.name, []).append(job)
+  return [ModelJob(model, jobs[0].checkpoint, jobs, memory_gb(config, jobs[0].release))
+          for model, jobs in grouped.items()]
+
+
+def memory_gb(config: ExportAllConfig, release: registry_lib.Release) -> float:
+  """A model run's peak memory: measured by earlier runs (stamps), else the estimate."""
+  measured = []
+  for other in release.registry.releases(models=[release.model.name]):
+    stamp = stamps.read_stamp(layout.stamp_path(config.export_dir, other))
+    if stamp is not None and stamp.peak_rss_mb:
+      measured.append(stamp.peak_rss_mb)
+  if measured:
+    return MEMORY_MARGIN * max(measured) / 1024
+  return MEMORY_GB.get(release.model.name, DEFAULT_MEMORY_GB)

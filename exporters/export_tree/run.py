@@ -1,0 +1,215 @@
+"""Exports every published release from the released checkpoints, skipping what is up to date.
+
+A run goes through these steps, so that bad input stops it before any work:
+
+  1. plan: the registry's releases, filtered by model, module type and version
+     (exporters.export_tree.plan; an unknown name fails with the valid choices);
+  2. checkpoints: each planned model's `<checkpoint_dir>/<model>/model.ckpt`,
+     fetched with checkpoints.fetch_lib when absent; if any cannot be had, the
+     run stops here with how to provide them (--mirror, or placing the files);
+  3. cards: rendered and validated by exporters.cards (written at the end);
+  4. lock `<export_dir>` against a concurrent run and remove the temporary
+     directories an interrupted run left behind;
+  5. skip each release whose stamp matches (exporters.export_tree.stamps),
+     group the others by model and run one model job per model
+     (exporters.pipeline.export_model: one checkpoint read, one construction
+     per mode and format family, every release derived from it), in worker
+     processes within the memory budget (exporters.export_tree.workers);
+     stamp each release as soon as it is verified and in place;
+  6. write the cards and return one row per release for the final table.
+
+A release's bytes do not depend on the plan (which releases, in which order,
+with which --jobs): the format writers write canonical content
+(exporters.formats.canonical), so one model run can write all of a model's
+releases.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import pathlib
+import time
+from typing import Callable
+
+import registry as registry_lib
+from exporters.errors import ExportError
+from exporters.export_tree import layout, lock, plan as plan_lib, stamps, workers
+from exporters.export_tree.plan import ExportAllConfig, ReleaseJob
+from exporters.export_tree.progress import Progress, format_seconds
+
+
+@dataclasses.dataclass
+class Row:
+  """One line of the final table."""
+  handle: str
+  version: int
+  format: str
+  status: str  # "exported", "up to date" or "failed".
+  size: int | None = None
+  seconds: float | None = None
+  verified: bool = False
+  error: str = ""
+
+
+@dataclasses.dataclass
+class ExportAllResult:
+  rows: list[Row]
+  seconds: float
+  cards_written: int
+
+  @property
+  def exported(self) -> list[Row]:
+    return [r for r in self.rows if r.status == "exported"]
+
+  @property
+  def failed(self) -> list[Row]:
+    return [r for r in self.rows if r.status == "failed"]
+
+
+def render_cards(config: ExportAllConfig, reg: registry_lib.Registry,
+                 planned: list) -> dict[pathlib.Path, str]:
+  """Card file in the export tree -> its text, every card validated by docs_lib."""
+  from exporters.cards import card_validator, docs_lib
+  docs_config = docs_lib.DocsConfig(output_dir=pathlib.Path(config.export_dir),
+                                    models=config.models, module_types=config.module_types,
+                                    versions=config.versions)
+  try:
+    texts = docs_lib.render_cards(docs_config, reg)
+  except card_validator.CardError as e:
+    raise ExportError(f"{e}:\n  " + "\n  ".join(getattr(e, "problems", ()) or ())) from None
+  except registry_lib.RegistryError as e:
+    raise ExportError(f"cannot render the cards: {e}") from None
+  return {layout.card_path(config.export_dir, r): texts[str(docs_lib.card_path(r))] for r in planned}
+
+
+# ---- The run.
+
+def run(config: ExportAllConfig, log: Callable[[str], None] = print,
+        reg: registry_lib.Registry | None = None) -> ExportAllResult:
+  """Exports what is out of date, writes stamps and cards; raises ExportError if any failed.
+
+  The error is raised after every export was tried; `ExportError.result`
+  then holds the rows for the table.
+  """
+  if config.jobs < 1:
+    raise ExportError(f"--jobs must be at least 1, not {config.jobs}")
+  workers.clear_interrupt()
+  reg = reg or registry_lib.default()
+  planned = plan_lib.releases(config, reg)
+  cards = render_cards(config, reg, planned)
+  prefixes = plan_lib.provide_checkpoints(sorted({r.model.name for r in planned},
+                                                 key=list(reg.models).index), config, log)
+  export_dir = pathlib.Path(config.export_dir)
+  progress = Progress(log, config.heartbeat_s)
+  rows: dict[int, Row] = {}
+  fingerprint = stamps.code_fingerprint()
+  with lock.locked(export_dir), _removing_temporaries_on_error(export_dir, reg):
+    stale = layout.remove_stale_temporaries(export_dir, reg)
+    if stale:
+      log(f"removed {len(stale)} temporary file(s) left by an interrupted run")
+    jobs = plan_lib.plan(config, reg, planned, prefixes)
+    model_jobs = plan_lib.model_jobs(config, jobs)
+    todo = [j for j in jobs if not j.up_to_date]
+    for job in jobs:
+      if job.up_to_date:
+        progress.skipped(job)
+        rows[job.index] = _row(job, "up to date", verified=True,
+                               size=layout.directory_size(job.export_dir))
+
+    def done(job: ReleaseJob, report: workers.ReleaseReport) -> None:
+      error = report.error
+      if not error:
+        try:
+          stamps.write_stamp(job.stamp_file, stamps.Stamp(
+              key=job.stamp_key, inputs=job.stamp_inputs, handle=job.release.handle,
+              version=job.release.version.number, export_format=job.release.version.format,
+              checkpoint_path=str(job.checkpoint), code_version=stamps.code_version(fingerprint),
+              seconds=round(report.seconds, 3), peak_rss_mb=report.peak_rss_mb,
+              export=report.result))
+        except OSError as e:
+          error = f"exported, but its stamp could not be written: {_error_text(e)}"
+      progress.release_done(job, report.seconds, error)
+      if error:
+        rows[job.index] = _row(job, "failed", seconds=report.seconds, error=error)
+      else:
+        rows[job.index] = _row(job, "exported", seconds=report.seconds, verified=True,
+                               size=layout.directory_size(job.export_dir))
+
+    if todo:
+      log(f"{len(todo)} of {len(jobs)} export(s) to do in {len(model_jobs)} model run(s)"
+          + (f", up to {config.jobs} at a time" if config.jobs > 1 and len(model_jobs) > 1
+             else ""))
+      with progress:
+        if config.in_process:
+          workers.run_in_process(model_jobs, config, progress, done)
+        else:
+          workers.run_in_workers(model_jobs, config, progress, done)
+    cards_written = 0
+    for path, text in cards.items():
+      data = text.encode("utf-8")
+      if not path.is_file() or path.read_bytes() != data:
+        layout.write_atomically(path, data)
+        cards_written += 1
+  result = ExportAllResult(rows=[rows[j.index] for j in jobs],
+                           seconds=time.monotonic() - progress.t0, cards_written=cards_written)
+  if not todo:
+    log(f"all {len(jobs)} export(s) up to date; no export work done "
+        f"({cards_written} card(s) rewritten)")
+  else:
+    log(f"{len(result.exported)} exported, {len(jobs) - len(todo)} up to date, "
+        f"{len(result.failed)} failed; {cards_written} card(s) written; "
+        f"elapsed {format_seconds(result.seconds)}")
+  if result.failed:
+    error = ExportError(f"{len(result.failed)} of {len(todo)} export(s) failed: " + "; ".join(
+        f"{r.handle}/{r.version}" for r in result.failed))
+    error.result = result
+    raise error
+  return result
+
+
+def _error_text(e: BaseException) -> str:
+  from exporters.pipeline.model_export import error_text
+  return error_text(e)
+
+
+@contextlib.contextmanager
+def _removing_temporaries_on_error(export_dir: pathlib.Path, reg: registry_lib.Registry):
+  """After an interruption (the workers are stopped by then), removes what they left."""
+  try:
+    yield
+  except BaseException:
+    layout.remove_stale_temporaries(export_dir, reg)
+    raise
+
+
+def _row(job: ReleaseJob, status: str, **fields) -> Row:
+  release = job.release
+  return Row(handle=release.handle, version=release.version.number,
+             format=release.version.format, status=status, **fields)
+
+
+def format_table(rows: list[Row]) -> str:
+  """handle | version | format | size | seconds | verified, one line per release."""
+  header = ("handle", "version", "format", "size", "seconds", "verified")
+  lines = [header]
+  for r in rows:
+    verified = {"exported": "yes", "up to date": "yes (up to date)"}.get(r.status, "FAILED")
+    lines.append((r.handle, str(r.version), r.format,
+                  _size(r.size) if r.size is not None else "-",
+                  f"{r.seconds:.1f}" if r.seconds is not None and r.status != "up to date"
+                  else "-", verified))
+  widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+  text = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines]
+  text.insert(1, "  ".join("-" * w for w in widths))
+  for r in rows:
+    if r.error:
+      text.append(f"{r.handle}/{r.version}: {r.error}")
+  return "\n".join(text)
+
+
+def _size(n: int) -> str:
+  for unit in ("B", "KiB", "MiB", "GiB"):
+    if n < 1024 or unit == "GiB":
+      return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+    n /= 1024
+  return str(n)

@@ -1,0 +1,291 @@
+"""Running model jobs: in worker processes within a memory budget, or in this process.
+
+A worker runs one model (`exporters.pipeline.export_model`, or the configured
+exporter) and reports each release as soon as it is verified and in place,
+one JSON line per release in its results file, so the parent stamps each
+release at once: a run stopped midway keeps what was finished. Up to
+`--jobs` models run at once, started while the running ones' memory
+estimates fit the budget.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Callable
+
+from exporters.export_tree import stamps
+from exporters.export_tree.plan import ExportAllConfig, ModelJob, ReleaseJob
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+_interrupted = threading.Event()  # Set by interrupt_on_signal; the run loop checks it too.
+
+
+@dataclasses.dataclass(frozen=True)
+class ReleaseReport:
+  """What a model run said of one release."""
+  seconds: float
+  result: dict | None  # The export's JSON-safe summary; None when it failed.
+  error: str
+  peak_rss_mb: int | None
+
+
+ReleaseDone = Callable[[ReleaseJob, ReleaseReport], None]
+
+
+def interrupt_on_signal(signum, frame):
+  """SIGTERM handler for export_all: stop like Ctrl-C (the flag survives a swallowed raise)."""
+  _interrupted.set()
+  raise KeyboardInterrupt(f"signal {signum}")
+
+
+def clear_interrupt() -> None:
+  _interrupted.clear()
+
+
+def _load_exporter(spec: str) -> Callable:
+  module, _, name = spec.partition(":")
+  return getattr(importlib.import_module(module), name)
+
+
+def _model_config(job: ModelJob):
+  from exporters import pipeline
+  return pipeline.ModelExportConfig(
+      model=job.model, checkpoint_path=os.path.abspath(job.checkpoint), overwrite=True,
+      targets=tuple(pipeline.ReleaseTarget(j.release.module_type, j.release.version.number,
+                                           os.path.abspath(j.export_dir))
+                    for j in job.releases))
+
+
+def _peak_rss_mb() -> int | None:
+  try:
+    import resource
+  except ImportError:
+    return None
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+
+
+def _summary(outcome) -> dict:
+  """The JSON-safe summary of a pipeline.ReleaseOutcome that the stamp keeps."""
+  result = outcome.result
+  return stamps.jsonable({
+      "unused_variables": sorted(getattr(result, "unused_variables", ()) or ()),
+      "verification": getattr(result, "verification", None),
+      "phase_seconds": getattr(result, "seconds", None),
+  })
+
+
+def _report(outcome) -> ReleaseReport:
+  if outcome.error:
+    return ReleaseReport(outcome.seconds, None, outcome.error, _peak_rss_mb())
+  return ReleaseReport(outcome.seconds, _summary(outcome), "", _peak_rss_mb())
+
+
+def run_in_process(jobs: list[ModelJob], config: ExportAllConfig, progress,
+                   done: ReleaseDone) -> None:
+  from exporters import pipeline
+  from exporters.errors import ExportError
+  exporter = _load_exporter(config.exporter)
+  for job in jobs:
+    progress.started(job)
+    config_ = _model_config(job)
+    by_target = dict(zip(config_.targets, job.releases))
+    reported = set()
+
+    def on_done(outcome):
+      reported.add(outcome.target)
+      done(by_target[outcome.target], _report(outcome))
+
+    start = time.monotonic()
+    try:
+      exporter(config_, log=lambda m: progress.say(f"    {m}"), on_done=on_done)
+    except Exception as e:  # The model's failure fails its unreported releases.
+      error = pipeline.error_text(e) if not isinstance(e, ExportError) else str(e)
+      for target, release_job in by_target.items():
+        if target not in reported:
+          done(release_job, ReleaseReport(time.monotonic() - start, None, error, None))
+    progress.finished(job)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+  """In a worker: be killed when export_all dies, even by SIGKILL (Linux only)."""
+  try:
+    import ctypes
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+  except (OSError, AttributeError):
+    return
+  if os.getppid() != parent_pid:  # It died before the line above.
+    os._exit(1)
+
+
+class _Worker:
+  """A running model job: its process, results file and how much of it was read."""
+
+  def __init__(self, job: ModelJob, config: ExportAllConfig, work: str):
+    self.job = job
+    self.start = time.monotonic()
+    base = pathlib.Path(work) / job.model
+    self.results_file = base.with_suffix(".results.jsonl")
+    self.log_file = base.with_suffix(".log")
+    self.reported: set[int] = set()
+    self._offset = 0
+    self._log_offset = 0
+    spec = {"exporter": config.exporter, "model": job.model,
+            "checkpoint": str(job.checkpoint),
+            "targets": [[j.release.module_type, j.release.version.number, str(j.export_dir)]
+                        for j in job.releases],
+            "results_file": str(self.results_file), "parent_pid": os.getpid()}
+    with open(self.log_file, "wb") as log:
+      self.proc = subprocess.Popen(
+          [sys.executable, "-m", "exporters.export_tree.workers", json.dumps(spec)],
+          stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+
+  def new_reports(self) -> list[tuple[ReleaseJob, ReleaseReport]]:
+    """The releases reported since the last call (complete lines only)."""
+    try:
+      with open(self.results_file, "rb") as f:
+        f.seek(self._offset)
+        data = f.read()
+    except FileNotFoundError:
+      return []
+    complete = data[:data.rfind(b"\n") + 1]
+    self._offset += len(complete)
+    reports = []
+    for line in complete.splitlines():
+      entry = json.loads(line)
+      index = entry["index"]
+      self.reported.add(index)
+      reports.append((self.job.releases[index], ReleaseReport(
+          entry["seconds"], entry.get("result"), entry.get("error", ""),
+          entry.get("peak_rss_mb"))))
+    return reports
+
+  def new_log_lines(self) -> list[str]:
+    """What the model run printed since the last call (complete lines only)."""
+    with open(self.log_file, "rb") as f:
+      f.seek(self._log_offset)
+      data = f.read()
+    complete = data[:data.rfind(b"\n") + 1]
+    self._log_offset += len(complete)
+    return complete.decode(errors="replace").splitlines()
+
+  def unreported(self) -> list[tuple[ReleaseJob, ReleaseReport]]:
+    """After the process ended: its releases that it never reported, failed with its reason."""
+    missing = [j for i, j in enumerate(self.job.releases) if i not in self.reported]
+    if not missing:
+      return []
+    tail = self.log_file.read_text(errors="replace").strip().splitlines()[-15:]
+    model_error = next((line.removeprefix("model error: ") for line in reversed(tail)
+                        if line.startswith("model error: ")), None)
+    if model_error is None:
+      code = self.proc.returncode
+      reason = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+      model_error = (f"the export process ended ({reason}) without a result; its last "
+                     f"output:\n      " + "\n      ".join(tail))
+    seconds = time.monotonic() - self.start
+    return [(j, ReleaseReport(seconds, None, model_error, None)) for j in missing]
+
+
+def run_in_workers(jobs: list[ModelJob], config: ExportAllConfig, progress,
+                   done: ReleaseDone) -> None:
+  """One fresh process per model, up to `config.jobs` at once, started while the
+  estimated memory in use fits the budget."""
+  budget = config.memory_budget_gb or default_memory_budget_gb()
+  pending = list(jobs)
+  running: list[_Worker] = []
+  with tempfile.TemporaryDirectory(prefix="export_all-") as work:
+    try:
+      while pending or running:
+        if _interrupted.is_set():
+          raise KeyboardInterrupt("interrupted")
+        in_use = sum(w.job.memory_gb for w in running)
+        while pending and len(running) < config.jobs:
+          job = next((j for j in pending if in_use + j.memory_gb <= budget), None)
+          if job is None and not running:
+            job = pending[0]
+            progress.say(f"{job.model}: its estimated {job.memory_gb:.3g} GB exceed the "
+                         f"--memory_budget_gb of {budget:g}; running it alone")
+          if job is None:
+            break
+          pending.remove(job)
+          in_use += job.memory_gb
+          running.append(_Worker(job, config, work))
+          progress.started(job)
+        time.sleep(0.2)
+        for worker in list(running):
+          ended = worker.proc.poll() is not None
+          for line in worker.new_log_lines():
+            progress.say(f"    {line}")
+          for release_job, report in worker.new_reports():
+            done(release_job, report)
+          if ended:
+            for release_job, report in worker.unreported():
+              done(release_job, report)
+            running.remove(worker)
+            progress.finished(worker.job)
+    except BaseException:
+      for worker in running:
+        worker.proc.terminate()  # Workers die at once; run() then removes their temporary dirs.
+      for worker in running:
+        try:
+          worker.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+          worker.proc.kill()
+          worker.proc.wait()
+      raise
+
+
+def default_memory_budget_gb() -> float:
+  """80% of the memory available now."""
+  try:
+    import psutil
+    available = psutil.virtual_memory().available
+  except ImportError:
+    available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+  return 0.8 * available / 2**30
+
+
+def _worker_main(argv: list[str]) -> int:
+  """Runs one model in this process; `python -m exporters.export_tree.workers SPEC_JSON`.
+
+  SIGTERM kills it outright and Ctrl-C is left to the parent: an exception
+  raised from a signal handler can land in a finalizer, which swallows it, so
+  the parent (holding the lock) removes a stopped worker's temporary dirs.
+  """
+  signal.signal(signal.SIGTERM, signal.SIG_DFL)
+  signal.signal(signal.SIGINT, signal.SIG_IGN)
+  # The legacy layers' deprecation warnings say nothing a user of export_all can act on.
+  import warnings
+  warnings.simplefilter("ignore")
+  spec = json.loads(argv[0])
+  _die_with_parent(spec["parent_pid"])
+  from exporters import pipeline
+  targets = tuple(pipeline.ReleaseTarget(t, int(v), d) for t, v, d in spec["targets"])
+  config = pipeline.ModelExportConfig(spec["model"], spec["checkpoint"], targets, overwrite=True)
+  index = {target: i for i, target in enumerate(targets)}
+  results = open(spec["results_file"], "a")
+
+  def on_done(outcome):
+    report = _report(outcome)
+    results.write(json.dumps({"index": index[outcome.target], **dataclasses.asdict(report)})
+                  + "\n")
+    results.flush()
+
+  try:
+    _load_exporter(spec["exporter"])(config, log=lambda m: print(m, flush=True), on_done=on_done)
+  except Exception as e:  # Reported for the releases not done; the parent reads it.
+    print("model error: " + pipeline.error_text(e).replace("\n", " "), flush=True)
+  results.close()
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(_worker_main(sys.argv[1:]))

@@ -1,0 +1,229 @@
+"""Exports a model: every requested release from one checkpoint read and one construction per mode.
+
+The model is the unit of work. One run
+  1. constructs the verification reference's inference graph, which also
+     lists the variables the network has (exporters.pipeline.reference);
+  2. reads the checkpoint once, strictly against those variables;
+  3. per format family in the plan, lets the format writer construct the
+     network once per mode (exporters.formats) and derives each release from
+     it: writes it into a temporary directory beside its destination, loads
+     it with its client and verifies it against the reference, and only then
+     renames it into place (an old export is replaced whole);
+  4. reports each release as it is done (`on_done`), so that export_all can
+     stamp it at once.
+One release's failure does not stop the others; a problem with the model
+(checkpoint, destination) stops the run before any work.
+"""
+from __future__ import annotations
+
+import dataclasses
+import gc
+import os
+import shutil
+import tempfile
+import time
+from typing import Callable
+
+import registry as registry_lib
+from exporters import formats
+from exporters.errors import ExportError
+from exporters.pipeline import checkpoint_reader
+from exporters.pipeline.reference import SlimReference
+
+Log = Callable[[str], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class ReleaseTarget:
+  """One release to export and where it goes."""
+  module_type: str
+  version: int
+  export_dir: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelExportConfig:
+  model: str
+  checkpoint_path: str
+  targets: tuple[ReleaseTarget, ...]
+  overwrite: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig:
+  """One release (the `exporters.export` CLI)."""
+  model: str
+  module_type: str
+  version: int
+  checkpoint_path: str
+  export_dir: str
+  overwrite: bool = False
+
+
+@dataclasses.dataclass
+class ExportResult:
+  handle: str
+  version: int
+  format: str
+  export_dir: str
+  unused_variables: tuple[str, ...]
+  verification: dict
+  seconds: dict = dataclasses.field(default_factory=dict)  # Per phase.
+
+
+@dataclasses.dataclass
+class ReleaseOutcome:
+  """What became of one target: a result, or the error that stopped it."""
+  release: registry_lib.Release
+  target: ReleaseTarget
+  seconds: float
+  result: ExportResult | None = None
+  error: str = ""
+
+
+def _check_destination(export_dir: str, overwrite: bool) -> None:
+  if os.path.exists(export_dir):
+    if not os.path.isdir(export_dir):
+      raise ExportError(f"--export_dir {export_dir!r} exists and is not a directory")
+    if os.listdir(export_dir) and not overwrite:
+      raise ExportError(f"--export_dir {export_dir!r} exists and is not empty; "
+                        f"pass --overwrite to replace it")
+  parent = os.path.dirname(os.path.abspath(export_dir))
+  os.makedirs(parent, exist_ok=True)
+  if not os.access(parent, os.W_OK):
+    raise ExportError(f"cannot write into {parent!r} (parent of --export_dir)")
+
+
+def _move_into_place(tmp_dir: str, export_dir: str) -> None:
+  """Renames the verified export into place; an old export is replaced whole."""
+  old = None
+  if os.path.exists(export_dir):
+    old = tempfile.mkdtemp(prefix=".old-", dir=os.path.dirname(os.path.abspath(export_dir)))
+    os.rename(export_dir, os.path.join(old, "export"))
+  os.rename(tmp_dir, export_dir)
+  if old:
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _temporary_dir(export_dir: str) -> str:
+  parent = os.path.dirname(os.path.abspath(export_dir))
+  tmp_dir = tempfile.mkdtemp(prefix=f".tmp-{os.path.basename(export_dir)}-", dir=parent)
+  # mkdtemp makes the directory private (0700); a published export is readable by all.
+  umask = os.umask(0)
+  os.umask(umask)
+  os.chmod(tmp_dir, 0o777 & ~umask)
+  return tmp_dir
+
+
+def error_text(e: BaseException) -> str:
+  import errno
+  text = str(e) or type(e).__name__
+  if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+    text = f"no space left on the device ({text})"
+  return text if isinstance(e, ExportError) else f"{type(e).__name__}: {text}"
+
+
+def export_model(config: ModelExportConfig, log: Log = print,
+                 registry: registry_lib.Registry | None = None,
+                 on_done: Callable[[ReleaseOutcome], None] | None = None
+                 ) -> list[ReleaseOutcome]:
+  """Exports and verifies every target of one model; see the module docstring.
+
+  Raises ExportError for what stops the whole model (unknown release, bad
+  destination, unreadable or mismatched checkpoint); per-release failures are
+  in the returned outcomes.
+  """
+  registry = registry or registry_lib.default()
+  try:
+    releases = [registry.release(config.model, t.module_type, t.version) for t in config.targets]
+  except registry_lib.RegistryError as e:
+    raise ExportError(str(e)) from None
+  for target in config.targets:
+    _check_destination(target.export_dir, config.overwrite)
+  checkpoint_reader.check_checkpoint_exists(config.checkpoint_path)
+  model = releases[0].model
+  model_seconds = {}
+
+  start = time.monotonic()
+  reference = SlimReference(model, int(registry.publisher["num_classes"]), config.checkpoint_path)
+  model_seconds["reference"] = time.monotonic() - start
+  outcomes = []
+  try:
+    start = time.monotonic()
+    checkpoint = checkpoint_reader.read_checkpoint(model.name, config.checkpoint_path,
+                                                   reference.variables)
+    model_seconds["read_checkpoint"] = time.monotonic() - start
+    if checkpoint.unused:
+      log(f"{model.name}: leaving out {len(checkpoint.unused)} unused checkpoint variable(s) "
+          f"(auxiliary head, global_step)")
+    planned = list(zip(releases, config.targets))
+    for fmt in dict.fromkeys(r.version.format for r in releases):  # Registry order.
+      family = [(r, t) for r, t in planned if r.version.format == fmt]
+      outcomes += _export_family(family, checkpoint, reference, model_seconds, log, on_done)
+      gc.collect()  # Frees this family's graphs before the next one is constructed.
+  finally:
+    reference.close()
+  return outcomes
+
+
+def _export_family(family, checkpoint, reference, model_seconds: dict, log: Log,
+                   on_done) -> list[ReleaseOutcome]:
+  releases = [r for r, _ in family]
+  fmt = releases[0].version.format
+  start = time.monotonic()
+  try:
+    constructions = formats.writer_for(fmt)(releases, checkpoint, log)
+  except Exception as e:  # Every release of the family fails with the same reason.
+    error = error_text(e)
+    constructions = None
+  model_seconds[f"construct_{fmt}"] = construct_seconds = time.monotonic() - start
+  outcomes = []
+  for release, target in family:
+    start = time.monotonic()
+    if constructions is None:
+      outcome = ReleaseOutcome(release, target, construct_seconds, error=error)
+    else:
+      try:
+        result = _export_release(constructions, release, target, checkpoint, reference, log)
+        result.seconds = dict(model_seconds, **result.seconds)
+        outcome = ReleaseOutcome(release, target, time.monotonic() - start, result=result)
+      except Exception as e:  # Reported; the model's other releases still run.
+        outcome = ReleaseOutcome(release, target, time.monotonic() - start,
+                                 error=error_text(e))
+    outcomes.append(outcome)
+    if on_done:
+      on_done(outcome)
+  if constructions is not None:
+    constructions.close()
+  return outcomes
+
+
+def _export_release(constructions, release, target: ReleaseTarget, checkpoint, reference,
+                    log: Log) -> ExportResult:
+  tmp_dir = _temporary_dir(target.export_dir)
+  seconds = {}
+  try:
+    start = time.monotonic()
+    constructions.write(release, tmp_dir, log)
+    seconds["write"] = time.monotonic() - start
+    start = time.monotonic()
+    verification = constructions.verify(release, tmp_dir, reference, log)
+    seconds["verify"] = time.monotonic() - start
+    _move_into_place(tmp_dir, target.export_dir)
+  except BaseException:
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    raise
+  log(f"{release.handle_with_version}: verified and written to {target.export_dir}")
+  return ExportResult(release.handle, release.version.number, release.version.format,
+                      target.export_dir, checkpoint.unused, verification, seconds)
+
+
+def export(config: ExportConfig, log: Log = print,
+           registry: registry_lib.Registry | None = None) -> ExportResult:
+  """Writes and verifies one release; raises ExportError with an actionable message."""
+  target = ReleaseTarget(config.module_type, config.version, config.export_dir)
+  [outcome] = export_model(ModelExportConfig(config.model, config.checkpoint_path, (target,),
+                                             config.overwrite), log, registry)
+  if outcome.error:
+    raise ExportError(outcome.error)
+  return outcome.result

@@ -1,0 +1,114 @@
+"""The verification reference: the original Slim graph, restored from the checkpoint file.
+
+It stays independent of the format writers: its own construction (TF-Slim's
+full network, `slim_graph.build_outputs`) in a `tf.compat.v1` session,
+restored by a Saver from the checkpoint file, never from the values or graphs
+a writer used. One reference serves every release of a model: each mode is
+constructed once, in one graph that shares one set of variables (restored
+once), and its outputs on the probe images are computed once.
+"""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow.compat.v1 as tf
+
+from exporters.errors import ExportError
+from exporters.pipeline import slim_graph
+from registry import Model
+
+
+class SlimReference:
+  """What every export of `model` must reproduce."""
+
+  def __init__(self, model: Model, num_classes: int, checkpoint_path: str):
+    self.model = model
+    self.checkpoint_path = checkpoint_path
+    self._num_classes = num_classes
+    self._graph = tf.Graph()
+    self._session = None
+    self._images = None
+    self._outputs = {}  # training -> {"logits", "features"} tensors.
+    self._expected = {}  # training -> outputs on the probe images.
+    self._regularization_losses = None
+    self._build(training=False)
+
+  @property
+  def variables(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """(name, shape) of every variable the network creates, in creation order."""
+    return tuple((v.op.name, tuple(v.shape.as_list()))
+                 for v in self._graph.get_collection(tf.GraphKeys.GLOBAL_VARIABLES))
+
+  def _build(self, training: bool):
+    if training in self._outputs:
+      return self._outputs[training]
+    size = self.model.image_size
+    with self._graph.as_default():
+      if self._images is None:
+        self._images = tf.placeholder(tf.float32, [None, size, size, 3])
+      # The second mode reuses the first one's variables. Its batch norms put
+      # their moving-average updates into UPDATE_OPS, which is never run, so
+      # the restored values stay as in the checkpoint; the decay then has no
+      # effect on any output.
+      with tf.variable_scope(tf.get_variable_scope(), reuse=bool(self._outputs)):
+        self._outputs[training] = slim_graph.build_outputs(
+            self.model, self._images, training=training, batch_norm_momentum=0.0,
+            num_classes=self._num_classes)
+    return self._outputs[training]
+
+  def _restored_session(self):
+    if self._session is None:
+      with self._graph.as_default():  # Saver.restore outside it would take the eager path.
+        saver = tf.train.Saver(tf.global_variables())
+        session = tf.Session(graph=self._graph)
+        try:
+          saver.restore(session, self.checkpoint_path)
+        except (tf.errors.OpError, ValueError) as e:
+          session.close()
+          raise ExportError(f"the Slim reference cannot restore checkpoint "
+                            f"{self.checkpoint_path!r}: {str(e).splitlines()[0]}") from None
+      self._session = session
+    return self._session
+
+  def outputs(self, images: np.ndarray, training: bool = False) -> dict[str, np.ndarray]:
+    """Runs the graph; training mode normalizes with batch statistics."""
+    outputs = self._build(training)
+    return self._restored_session().run(outputs, {self._images: images})
+
+  def expected(self, training: bool = False) -> dict[str, np.ndarray]:
+    """The outputs on `slim_graph.probe_images(model)`, computed once per mode."""
+    if training not in self._expected:
+      self._expected[training] = self.outputs(slim_graph.probe_images(self.model), training)
+    return self._expected[training]
+
+  def regularization_losses(self) -> dict[str, float]:
+    """Variable name -> its L2 weight-decay loss, as the Slim arg scope defines them."""
+    if self._regularization_losses is None:
+      session = self._restored_session()
+      losses = self._graph.get_collection(tf.GraphKeys.REGULARIZATION_LOSSES)
+      names = [_variable_read_by(loss) for loss in losses]
+      if len(set(names)) != len(names):
+        raise ExportError("the Slim reference has more than one weight-decay loss per weight")
+      self._regularization_losses = dict(zip(names, session.run(losses)))
+    return self._regularization_losses
+
+  def close(self):
+    if self._session is not None:
+      self._session.close()
+      self._session = None
+
+
+def _variable_read_by(loss) -> str:
+  """The one variable a regularization loss tensor depends on."""
+  found, seen, stack = set(), set(), [loss.op]
+  while stack:
+    op = stack.pop()
+    if op.type in ("VarHandleOp", "VariableV2"):
+      found.add(op.name)
+      continue
+    for tensor in op.inputs:
+      if tensor.op.name not in seen:
+        seen.add(tensor.op.name)
+        stack.append(tensor.op)
+  if len(found) != 1:
+    raise ValueError(f"regularization loss {loss.name} reads {sorted(found)}, not one variable")
+  return found.pop()

@@ -1,0 +1,116 @@
+"""Export trees for the export_all, publish and serve tests.
+
+`fake_export_model` stands in for pipeline.export_model (also inside
+export_all's worker processes, by its "module:function" name) and writes a
+small directory shaped like a SavedModel per release; `fake_tree` lays out a
+stamped, carded export tree without TensorFlow. The real trees are
+tests/conftest.py's session fixtures.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import pathlib
+import shutil
+import tempfile
+import time
+
+
+import registry
+from exporters import export_tree, pipeline
+from exporters.export_tree import stamps
+
+FAKE_EXPORTER = "tests.trees:fake_export_model"
+
+
+def write_fake_saved_model(directory: pathlib.Path, payload: bytes) -> None:
+  (directory / "variables").mkdir(parents=True, exist_ok=True)
+  (directory / "saved_model.pb").write_bytes(b"saved model " + payload)
+  (directory / "variables" / "variables.index").write_bytes(b"index " + payload)
+  (directory / "variables" / "variables.data-00000-of-00001").write_bytes(payload * 100)
+
+
+def _event(event: str, model: str) -> None:
+  events = os.environ.get("FAKE_EXPORT_LOG")
+  if events:
+    with open(events, "a") as f:
+      f.write(json.dumps({"event": event, "model": model, "t": time.time()}) + "\n")
+
+
+def fake_export_model(config, log=print, on_done=None):
+  """pipeline.export_model's contract, minus TensorFlow: per release a temp dir, then a rename.
+
+  $FAKE_EXPORT_SECONDS makes each release take that long; $FAKE_EXPORT_LOG
+  (a file) receives one JSON line per model start and end; $FAKE_EXPORT_FAIL
+  names a `<model>/<module_type>/<version>` that fails with ENOSPC mid-write.
+  """
+  _event("start", config.model)
+  reg = registry.default()
+  outcomes = []
+  for target in config.targets:
+    start = time.monotonic()
+    key = f"{config.model}/{target.module_type}/{target.version}"
+    release = reg.release(config.model, target.module_type, target.version)
+    export_dir = pathlib.Path(target.export_dir)
+    export_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".tmp-{export_dir.name}-", dir=export_dir.parent))
+    try:
+      payload = pathlib.Path(f"{config.checkpoint_path}.index").read_bytes()[:64] + key.encode()
+      write_fake_saved_model(tmp, payload)
+      time.sleep(float(os.environ.get("FAKE_EXPORT_SECONDS", "0")))
+      if os.environ.get("FAKE_EXPORT_FAIL") == key:
+        raise OSError(errno.ENOSPC, "No space left on device")
+      if export_dir.exists():
+        shutil.rmtree(export_dir)
+      os.rename(tmp, export_dir)
+    except OSError as e:
+      shutil.rmtree(tmp, ignore_errors=True)
+      outcome = pipeline.ReleaseOutcome(release, target, time.monotonic() - start,
+                                        error=pipeline.error_text(e))
+    except BaseException:
+      shutil.rmtree(tmp, ignore_errors=True)
+      raise
+    else:
+      log(f"{key}: fake export written")
+      outcome = pipeline.ReleaseOutcome(release, target, time.monotonic() - start,
+                                        result=pipeline.ExportResult(
+                                            release.handle, release.version.number,
+                                            release.version.format, str(export_dir), (),
+                                            {"fake": True}))
+    outcomes.append(outcome)
+    if on_done:
+      on_done(outcome)
+  _event("end", config.model)
+  return outcomes
+
+
+def fake_checkpoint_dir(root: pathlib.Path, models=("nasnet_mobile",), content=b"v1") -> pathlib.Path:
+  """A checkpoint dir whose files only have to exist and hash (for the fake exporter)."""
+  for model in models:
+    folder = root / model
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.ckpt.index").write_bytes(b"index " + content)
+    (folder / "model.ckpt.data-00000-of-00001").write_bytes(b"data " + content)
+  return root
+
+
+def fake_tree(export_dir: pathlib.Path, releases, payload: bytes = b"weights") -> pathlib.Path:
+  """An export tree as export_all leaves it (export, card, stamp), without exporting anything."""
+  for release in releases:
+    folder = export_tree.export_path(export_dir, release)
+    if folder.exists():
+      shutil.rmtree(folder)
+    write_fake_saved_model(folder, payload + release.handle_with_version.encode())
+    export_tree.card_path(export_dir, release).write_text(
+        f"# Module {release.handle}\n\nA card for version {release.version.number}.\n")
+    stamp = stamps.Stamp(key="fake", inputs={"checkpoint_sha256": "c" * 64}, handle=release.handle,
+                         version=release.version.number, export_format=release.version.format,
+                         checkpoint_path="fake", code_version="0.1.0+fake", seconds=0.0,
+                         peak_rss_mb=None, export={})
+    export_tree.stamp_path(export_dir, release).write_bytes(stamp.to_json())
+  return export_dir
+
+
+def nasnet_mobile_releases(**filters):
+  return list(registry.default().releases(models=["nasnet_mobile"], **filters))
