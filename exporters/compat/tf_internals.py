@@ -1,5 +1,11 @@
 """TensorFlow internals the exporters use (see tests/test_compat_internals.py).
 
+- `save_context.save_context`: `tf.saved_model.save` traces again, inside
+  its save context, every function it saves, because TensorFlow keys its
+  trace cache by the variable policy of the context it traces in. The TF2
+  writer traces the network inside the same context, so that each of the
+  model's releases reuses the traces instead of constructing the network
+  again (tests/test_compat_internals.py counts the traces).
 - `fingerprinting_utils.write_fingerprint`: `tf.saved_model.save` writes
   `fingerprint.pb` from the saved_model.pb it wrote; after the exporters make
   saved_model.pb canonical (exporters.formats.canonical) its fingerprint must
@@ -7,10 +13,21 @@
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 
 FINGERPRINT_FILENAME = "fingerprint.pb"
+
+
+@contextlib.contextmanager
+def saving_context():
+  """Traces made in here are the ones `tf.saved_model.save(obj, path)` looks up."""
+  import tensorflow as tf
+  from tensorflow.python.saved_model import save_context
+
+  with save_context.save_context(tf.saved_model.SaveOptions()):
+    yield
 
 
 def write_fingerprint(export_dir: str) -> None:

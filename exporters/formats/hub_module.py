@@ -450,11 +450,13 @@ def _check_fine_tuning(release: Release, loaded, reference, probe: np.ndarray) -
   # Slim names a batch norm's ops and variables in one scope.
   moving_means = [variables[f"{op.name.rsplit('/', 1)[0]}/moving_mean"] for op in batch_norms]
   images = graph.get_tensor_by_name(f"{IMAGES_INPUT}:0")
-  run_updates = loaded.prune(feeds=[images], fetches=[[op.outputs[1] for op in batch_norms],
-                                                     update_ops])
-  loss_values = np.array(sorted(v.numpy() for v in loaded.prune(feeds=[], fetches=losses)()))
+  # One pruned function: the losses (of the weights as loaded), the batch means and the updates.
+  run_updates = loaded.prune(
+      feeds=[images], fetches=[losses, [op.outputs[1] for op in batch_norms], update_ops])
   old = [v.numpy() for v in moving_means]
-  means = [m.numpy() for m in run_updates(tf.constant(probe))[0]]
+  loss_values, means, _ = run_updates(tf.constant(probe))
+  loss_values = np.array(sorted(v.numpy() for v in loss_values))
+  means = [m.numpy() for m in means]
   new = [v.numpy() for v in moving_means]
   errors = [np.max(np.abs(n - (momentum * o + (1.0 - momentum) * m)) / (1.0 + np.abs(m)))
             for o, n, m in zip(old, new, means)]

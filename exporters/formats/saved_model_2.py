@@ -43,7 +43,7 @@ from typing import Callable
 
 import numpy as np
 
-from exporters.compat import tf_keras_internals
+from exporters.compat import tf_internals, tf_keras_internals
 from exporters.errors import ExportError
 from exporters.formats import canonical
 from exporters.pipeline import slim_graph
@@ -142,7 +142,6 @@ class SavedModel2Constructions:
     self._classification = any(r.module_type == "classification" for r in releases)
     size = model.image_size
     self.images_spec = tf.TensorSpec([None, size, size, 3], tf.float32, name=SERVING_INPUT_KEY)
-    momentum_spec = tf.TensorSpec([], tf.float32, name="batch_norm_momentum")
     classification = [r for r in releases if r.module_type == "classification"]
     network = _network_module(model, checkpoint.values,
                               slim_graph.num_classes(classification[0]) if classification else 0)
@@ -157,19 +156,24 @@ class SavedModel2Constructions:
       regularizers["classification"] = tf_keras_internals.shim_regularizers(network)
     # One loss function per regularized weight, shared by the releases holding it.
     losses = {name: _regularization_loss_function(r)
-              for name, r in regularizers.get("classification", regularizers["feature_vector"]).items()}
+              for name, r in regularizers.get("classification",
+                                              regularizers["feature_vector"]).items()}
     self._losses = {t: [losses[name] for name in r] for t, r in regularizers.items()}
 
+    images = tf.TensorSpec([None, size, size, 3], tf.float32)
+    momentum = tf.TensorSpec([], tf.float32)
     self._features = tf.function(network.features, autograph=False)
     self._logits = tf.function(
         lambda images, training, batch_norm_momentum: network.classify(
             self._features(images, training, batch_norm_momentum), training),
         autograph=False)
-    for training in (False, True):
-      log(f"{model.name}: tracing the TF2 network, training={training}")
-      self._features.get_concrete_function(self.images_spec, training, momentum_spec)
-      if self._classification:
-        self._logits.get_concrete_function(self.images_spec, training, momentum_spec)
+    # Traced in the save context, where tf.saved_model.save looks traces up.
+    with tf_internals.saving_context():
+      for training in (False, True):
+        log(f"{model.name}: tracing the TF2 network, training={training}")
+        self._features.get_concrete_function(images, training, momentum)
+        if self._classification:
+          self._logits.get_concrete_function(images, training, momentum)
 
   def export_object(self, release):
     """Returns (root object, signatures) of `release`, ready for tf.saved_model.save."""
@@ -182,9 +186,10 @@ class SavedModel2Constructions:
     def __call__(inputs, training=False, batch_norm_momentum=default_momentum):
       return network_call(inputs, training, batch_norm_momentum)
     call = tf.function(__call__, autograph=False)
-    for training in (False, True):
-      call.get_concrete_function(self.images_spec, training=training,
-                                 batch_norm_momentum=momentum_spec)
+    with tf_internals.saving_context():
+      for training in (False, True):
+        call.get_concrete_function(self.images_spec, training=training,
+                                   batch_norm_momentum=momentum_spec)
 
     variables = self._variables[release.module_type]
     wanted = slim_graph.exported_variable_names(release.module_type, self.checkpoint.values)
@@ -207,7 +212,8 @@ class SavedModel2Constructions:
         # A momentum tensor, so this calls the traced inference function (no new trace).
         return {SERVING_OUTPUT_KEY: call(inputs, training=False,
                                          batch_norm_momentum=tf.constant(default_momentum))}
-      signatures = {"serving_default": serving_default.get_concrete_function()}
+      with tf_internals.saving_context():
+        signatures = {"serving_default": serving_default.get_concrete_function()}
     return root, signatures
 
   def write(self, release, export_dir: str, log: Callable[[str], None] = print) -> None:
@@ -271,10 +277,14 @@ def _verify_variables(loaded, checkpoint, module_type: str) -> dict:
 
 def _verify_regularization_losses(loaded, reference) -> dict:
   """One zero-argument loss per weight the Slim arg scope regularizes, equal in value."""
+  import tensorflow as tf
+
   exported = {_variable_name(v) for v in loaded.variables}
   expected = sorted(loss for name, loss in reference.regularization_losses().items()
                     if name in exported)
-  actual = sorted(float(f()) for f in loaded.regularization_losses)
+  # One function calling them all: one instantiation instead of one per loss.
+  all_losses = tf.function(lambda: [f() for f in loaded.regularization_losses], autograph=False)
+  actual = sorted(float(v) for v in all_losses())
   if len(actual) != len(expected):
     raise ExportError(f"the export has {len(actual)} regularization losses, the Slim graph "
                       f"{len(expected)} for the exported weights")
