@@ -2,6 +2,7 @@ r"""Benchmarks the exports against the Slim graph and keras.applications, and th
 
   python -m bench --models=nasnet_mobile                # what `make bench` runs in CI
   python -m bench --models=nasnet_mobile --parts=inference --batch_sizes=1 --repeats=1
+  python -m bench --models=nasnet_mobile --parts=construction --construction_rounds=1
 
 Writes <output_dir>/bench.json, bench.md and bench.png (plus logs/ and the
 generated checkpoints and exports it measured). The logic is bench/bench_lib.py.
@@ -27,8 +28,13 @@ _WARMUP = flags.DEFINE_integer("warmup", _DEFAULTS.warmup,
                                "Untimed calls per workload before timing.", lower_bound=1)
 _MIN_RUN_SECONDS = flags.DEFINE_float("min_run_seconds", _DEFAULTS.min_run_seconds,
                                       "Length of one timed inference run.", lower_bound=0.0)
-_EXPORT_REPEATS = flags.DEFINE_integer("export_repeats", _DEFAULTS.export_repeats,
-                                       "Timed exports per model and format.", lower_bound=1)
+_EXPORT_REPEATS = flags.DEFINE_integer(
+    "export_repeats", _DEFAULTS.export_repeats,
+    "Timed model runs (every published release of the model) per model.", lower_bound=1)
+_CONSTRUCTION_ROUNDS = flags.DEFINE_integer(
+    "construction_rounds", _DEFAULTS.construction_rounds,
+    "Rounds of network constructions with and without tf_slim_compat's fix 3 (each round: "
+    "both modes, both variants).", lower_bound=1)
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", _DEFAULTS.output_dir,
                                   "Where bench.json, bench.md and bench.png go.")
 _PARTS = flags.DEFINE_list("parts", list(bench_lib.PARTS), "What to measure: "
@@ -42,7 +48,8 @@ _EXPORT_ALL_JOBS = flags.DEFINE_list("export_all_jobs", ["1", "2"],
                                      "--jobs values to run export-all with.")
 _EXPORT_ALL_TIMEOUT_S = flags.DEFINE_float(
     "export_all_timeout_s", _DEFAULTS.export_all_timeout_s,
-    "Stop an export-all run after this long and extrapolate from the exports it finished.",
+    "Stop an export-all run after this long and extrapolate from the releases it finished "
+    "(the default lets a nasnet_mobile run finish).",
     lower_bound=1.0)
 
 
@@ -60,7 +67,8 @@ def main(argv):
       output_dir=_OUTPUT_DIR.value, models=tuple(_MODELS.value),
       batch_sizes=_ints(_BATCH_SIZES.value, "batch_sizes"), repeats=_REPEATS.value,
       warmup=_WARMUP.value, min_run_seconds=_MIN_RUN_SECONDS.value,
-      export_repeats=_EXPORT_REPEATS.value, parts=tuple(_PARTS.value),
+      export_repeats=_EXPORT_REPEATS.value, construction_rounds=_CONSTRUCTION_ROUNDS.value,
+      parts=tuple(_PARTS.value),
       workloads=tuple(_WORKLOADS.value), checkpoint_dir=_CHECKPOINT_DIR.value,
       export_all_jobs=_ints(_EXPORT_ALL_JOBS.value, "export_all_jobs"),
       export_all_timeout_s=_EXPORT_ALL_TIMEOUT_S.value)

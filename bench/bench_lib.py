@@ -6,14 +6,19 @@ clean process runs in `bench.child`):
   1. checkpoints: `--checkpoint_dir/<model>/model.ckpt`, or generated from
      ../shared/checkpoints (released layout, deterministic values) into
      `<output_dir>/checkpoints/`;
-  2. export cost (part `export`): per model and format, the newest version's
-     classification export, each in a fresh process: wall time split into
-     phases (bench.phases), peak RSS, bytes written vs the checkpoint's data;
-     these exports are also what part `inference` loads;
+  2. export cost (part `export`): per model, one model run
+     (exporters.pipeline.export_model) over every published release of the
+     model in a fresh process: its wall time split into the pipeline's own
+     phases and its network constructions counted (bench.phases), peak RSS,
+     bytes written vs the checkpoint's data; its newest classification
+     releases are also what part `inference` loads;
   3. inference (part `inference`): per model, every workload (bench.workloads)
      loaded in one process and timed interleaved; throughput and latency as
      median, min and max over `repeats` rounds after warm-up;
-  4. export-all (part `export_all`): `python -m exporters.export_all` over the
+  4. construction (part `construction`): per model, graph-mode constructions
+     of the network with and without tf_slim_compat's fix 3, alternated in
+     one process (bench.child.run_construction);
+  5. export-all (part `export_all`): `python -m exporters.export_all` over the
      models' every release, once per `--export_all_jobs` value, against its
      floor (bench.child.run_floor).
 
@@ -39,11 +44,12 @@ import time
 from typing import Callable
 
 import registry as registry_lib
+from bench import phases as phases_lib
 from bench import workloads as workloads_lib
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DIR = pathlib.Path(os.environ.get("SHARED_DIR", REPO_ROOT.parent / "shared"))
-PARTS = ("export", "inference", "export_all")
+PARTS = ("export", "inference", "construction", "export_all")
 # Batch sizes when --batch_sizes is not given: 32 for the mobile models, 8 for the large.
 DEFAULT_BATCH_SIZES = {224: (1, 32), 331: (1, 8)}
 INFERENCE_MODULE_TYPE = "classification"
@@ -61,12 +67,14 @@ class BenchConfig:
   repeats: int = 5  # Timed inference rounds per batch size.
   warmup: int = 2  # Untimed calls per workload and batch size before timing.
   min_run_seconds: float = 1.0  # Length of one timed run (at the floor's speed).
-  export_repeats: int = 1  # Fresh-process exports per (model, format).
+  export_repeats: int = 1  # Fresh-process model runs per model.
   parts: tuple[str, ...] = PARTS
   workloads: tuple[str, ...] = workloads_lib.ALL
   checkpoint_dir: str | None = None  # Holds <model>/model.ckpt; None: generate.
+  construction_rounds: int = 3  # Rounds of constructions with and without fix 3, per mode.
   export_all_jobs: tuple[int, ...] = (1, 2)
-  export_all_timeout_s: float = 200.0  # Per export-all run; a stopped run is extrapolated.
+  # Per export-all run: enough for nasnet_mobile's to finish (a stopped run is extrapolated).
+  export_all_timeout_s: float = 900.0
   child_timeout_s: float = 3600.0
 
 
@@ -190,7 +198,7 @@ def checkpoint_path(config: BenchConfig, model: str) -> pathlib.Path:
 # ---- Part 2: export cost.
 
 def export_releases(reg: registry_lib.Registry, model: str) -> dict[str, registry_lib.Release]:
-  """format -> the newest published classification release of `model` in it."""
+  """format -> the newest classification release of `model` in it: what inference loads."""
   newest = {}
   for version in reg.model_versions(model):
     newest[version.format] = reg.release(model, INFERENCE_MODULE_TYPE, version.number)
@@ -202,97 +210,142 @@ def export_dir_for(config: BenchConfig, release: registry_lib.Release) -> pathli
                       str(release.version.number)).resolve()
 
 
-def _export_task(release, checkpoint, export_dir) -> dict:
-  return {"task": "export", "model": release.model.name, "module_type": release.module_type,
-          "version": release.version.number, "checkpoint_path": str(checkpoint),
-          "export_dir": str(export_dir)}
+def _model_export_task(config: BenchConfig, model: str, releases, checkpoint) -> dict:
+  return {"task": "model_export", "model": model, "checkpoint_path": str(checkpoint),
+          "targets": [[r.module_type, r.version.number, str(export_dir_for(config, r))]
+                      for r in releases]}
 
 
-def summarize_export(runs: list[dict]) -> dict:
-  """Phases of repeated exports: median/min/max of each, with the headline ratios.
+def verification_seconds(run: dict) -> float:
+  """What verifying costs a model run: its releases' verify calls, plus the reference's
+  constructions outside them (its inference graph, built before any release; it also
+  lists the variables the checkpoint is read against, so this errs on the high side)."""
+  constructions = phases_lib.construction_summary(run["constructions"])
+  return (sum(r["verify"] or 0.0 for r in run["releases"])
+          + constructions["reference_seconds_outside_verify"])
 
-  Outside verification: build (Slim graph constructions, including the one
-  reading the checkpoint strictly does to list the graph's variables),
-  restore (reading the checkpoint's values; for the TF1 Hub format also
-  assigning them in a session), write (savers and file writes) and
-  trace_serialize (the rest of reading and writing: tracing tf.functions,
-  exporting MetaGraphs, building the SavedModel proto). verify is the
-  writer's verification, verify_build the reference graphs built in it.
+
+def summarize_model_export(runs: list[dict]) -> dict:
+  """Repeated model runs of one model: median/min/max of every phase, with the headline ratios.
+
+  Model-level phases come from the pipeline's ExportResult.seconds (reference,
+  read_checkpoint, construct_<format>); per release its write and verify;
+  `other` is the rest of the run's wall time (moving into place, gc, logging).
+  Memory is the child's peak RSS, also above its RSS right after importing
+  TensorFlow (`baseline`); ratios are to the checkpoint's data file.
   """
-  def phases(run: dict) -> dict:
-    stages = run["phase_seconds"]
-    outside = {p: stages.get("other", {}).get(p, 0.0) + stages.get("write", {}).get(p, 0.0)
-               for p in ("build", "restore", "write")}
-    lib = run["export_lib_seconds"]
-    read_and_write = lib.get("read_checkpoint", 0.0) + lib.get("write", 0.0)
-    result = {**outside, "trace_serialize": read_and_write - sum(outside.values()),
-              "verify": lib.get("verify", 0.0),
-              "verify_build": stages.get("verify", {}).get("build", 0.0),
-              "total": run["total_seconds"]}
-    result["other"] = result["total"] - read_and_write - result["verify"]
-    result["export_without_verify"] = result["total"] - result["verify"]
-    return result
-
-  per_run = [phases(r) for r in runs]
-  keys = per_run[0].keys()
   first = runs[0]
-  summary = {
-      "handle": first["handle"], "format": first["format"], "repeats": len(runs),
-      "seconds": {k: summarize([p[k] for p in per_run]) for k in keys},
-      "verify_over_export": summarize([p["verify"] / p["export_without_verify"]
-                                       for p in per_run]),
-      "import_seconds": summarize([r["import_seconds"] for r in runs]),
-      "peak_rss_bytes": summarize([r["peak_rss_bytes"] for r in runs]),
+  ckpt = first["checkpoint_data_bytes"]
+  phase_names = list(dict.fromkeys(k for r in runs for k in r["model_seconds"]))
+  per_run = []
+  for run in runs:
+    released = run["releases"]
+    numbers = {name: run["model_seconds"].get(name, 0.0) for name in phase_names}
+    numbers["write"] = sum(r["write"] or 0.0 for r in released)
+    numbers["verify"] = sum(r["verify"] or 0.0 for r in released)
+    numbers["wall"] = run["wall_seconds"]
+    numbers["other"] = numbers["wall"] - sum(
+        numbers[k] for k in phase_names + ["write", "verify"])
+    numbers["verification"] = verification_seconds(run)
+    per_run.append(numbers)
+  releases = []
+  for index, release in enumerate(first["releases"]):
+    entry = {k: release[k] for k in ("handle", "module_type", "version", "format")}
+    errors = [r["releases"][index]["error"] for r in runs if r["releases"][index]["error"]]
+    if errors:
+      entry["error"] = errors[0]
+    else:
+      for phase in phases_lib.RELEASE_PHASES:
+        entry[phase] = summarize([r["releases"][index][phase] for r in runs])
+      entry["bytes_written"] = release["bytes_written"]
+      entry["bytes_written_over_checkpoint"] = release["bytes_written"] / ckpt
+    releases.append(entry)
+  peak = [r["peak_rss_bytes"] for r in runs]
+  above = [r["peak_rss_bytes"] - r["baseline_rss_bytes"] for r in runs]
+  bytes_written = sum(r["bytes_written"] for r in first["releases"])
+  constructions = phases_lib.construction_summary(first["constructions"])
+  return {
+      "model": first["model"], "repeats": len(runs),
+      "releases_exported": sum("error" not in r for r in releases),
+      "releases_planned": len(releases),
+      "seconds": {k: summarize([p[k] for p in per_run]) for k in per_run[0]},
+      "verification_share": summarize([p["verification"] / p["wall"] for p in per_run]),
+      "releases": releases,
+      "constructions": constructions,
+      "import_seconds": summarize([sum(r["import_seconds"].values()) for r in runs]),
+      "peak_rss_bytes": summarize(peak),
       "baseline_rss_bytes": summarize([r["baseline_rss_bytes"] for r in runs]),
-      "bytes_written": first["bytes_written"],
-      "checkpoint_data_bytes": first["checkpoint_data_bytes"],
-      "probes_skipped": first["probes_skipped"],
-      # Slim graph constructions per export, outside and inside verification.
-      "graph_builds": sum(n for k, n in first["phase_calls"].items()
-                          if k.endswith(".build") and not k.startswith("verify.")),
-      "verify_graph_builds": first["phase_calls"].get("verify.build", 0),
-      "phase_calls": first["phase_calls"],
+      "peak_rss_above_baseline_bytes": summarize(above),
+      "peak_rss_over_checkpoint": summarize([p / ckpt for p in peak]),
+      "peak_rss_above_baseline_over_checkpoint": summarize([a / ckpt for a in above]),
+      "checkpoint_data_bytes": ckpt,
+      "bytes_written": bytes_written,
+      "bytes_written_over_checkpoint": bytes_written / ckpt,
   }
-  summary["peak_rss_over_checkpoint"] = summarize(
-      [r["peak_rss_bytes"] / r["checkpoint_data_bytes"] for r in runs])
-  summary["bytes_written_over_checkpoint"] = (first["bytes_written"]
-                                              / first["checkpoint_data_bytes"])
-  return summary
 
 
-def measure_exports(config: BenchConfig, model: str, checkpoint, logs: pathlib.Path,
-                    timed: bool, formats) -> tuple[dict, dict]:
-  """Exports each format's newest release; returns (format -> summary, format -> dir).
+def measure_model_export(config: BenchConfig, model: str, checkpoint, logs: pathlib.Path,
+                         timed: bool, formats) -> tuple[dict | None, dict]:
+  """Model runs of `model`; returns (summary or None, format -> dir of what inference loads).
 
-  Untimed (part `export` off) it exports once, only to have something to load.
+  Timed (part `export`): each run exports every published release of the
+  model whose format is in `formats`, in a fresh process, `export_repeats`
+  times. Untimed, one run exports only the newest classification release per
+  format, to have something to load.
   """
   reg = registry_lib.default()
-  summaries, dirs = {}, {}
-  for fmt, release in export_releases(reg, model).items():
-    if fmt not in formats:
-      continue
-    export_dir = export_dir_for(config, release)
-    runs = []
-    for attempt in range(config.export_repeats if timed else 1):
-      _log(f"{release.handle_with_version}: export{' (timed)' if timed else ''} "
-           f"{attempt + 1}/{config.export_repeats if timed else 1}")
-      result = run_child(_export_task(release, checkpoint, export_dir),
-                         logs / f"export-{model}-v{release.version.number}-{attempt}.log",
-                         config.child_timeout_s)
-      if "error" in result:
-        summaries[fmt] = {"handle": release.handle_with_version, "error": result["error"]}
-        _log(f"{release.handle_with_version}: export FAILED: {result['error'].splitlines()[-1]}")
-        break
-      runs.append(result)
-    else:
-      dirs[fmt] = str(export_dir)
-      if timed:
-        summaries[fmt] = summarize_export(runs)
-        s = summaries[fmt]["seconds"]
-        _log(f"{release.handle_with_version}: {s['total']['median']:.1f} s (verify "
-             f"{s['verify']['median']:.1f} s), peak RSS "
-             f"{summaries[fmt]['peak_rss_bytes']['median'] / 2**20:.0f} MiB")
-  return summaries, dirs
+  loaded = {fmt: r for fmt, r in export_releases(reg, model).items() if fmt in formats}
+  if timed:
+    releases = [r for r in reg.releases(models=[model]) if r.version.format in formats]
+  else:
+    releases = list(loaded.values())
+  if not releases:
+    return None, {}
+  repeats = config.export_repeats if timed else 1
+  runs = []
+  for attempt in range(repeats):
+    _log(f"{model}: model run over {len(releases)} release(s)"
+         f"{' (timed)' if timed else ''} {attempt + 1}/{repeats}")
+    result = run_child(_model_export_task(config, model, releases, checkpoint),
+                       logs / f"model_export-{model}-{attempt}.log", config.child_timeout_s)
+    if "error" in result:
+      _log(f"{model}: model run FAILED: {result['error'].strip().splitlines()[-1]}")
+      return {"model": model, "error": result["error"]}, {}
+    for release in result["releases"]:
+      if release["error"]:
+        _log(f"{release['handle']}: export FAILED: {release['error'].splitlines()[-1]}")
+    runs.append(result)
+  failed = {r["handle"] for r in runs[-1]["releases"] if r["error"]}
+  dirs = {fmt: str(export_dir_for(config, r)) for fmt, r in loaded.items()
+          if r.handle_with_version not in failed}
+  if not timed:
+    return None, dirs
+  summary = summarize_model_export(runs)
+  s = summary["seconds"]
+  _log(f"{model}: {summary['releases_exported']}/{summary['releases_planned']} releases in "
+       f"{s['wall']['median']:.0f} s (verify {s['verify']['median']:.0f} s), "
+       f"{summary['constructions']['networks']} network constructions, peak RSS "
+       f"{summary['peak_rss_bytes']['median'] / 2**20:.0f} MiB")
+  return summary, dirs
+
+
+# ---- Network construction (tf_slim_compat's fix 3).
+
+def measure_construction(config: BenchConfig, model: str, logs: pathlib.Path) -> dict:
+  """Constructions of `model` with and without fix 3, side by side in one child."""
+  _log(f"{model}: constructing the network with and without tf_slim_compat's fix 3, "
+       f"{config.construction_rounds} round(s)")
+  result = run_child({"task": "construction", "model": model,
+                      "rounds": config.construction_rounds},
+                     logs / f"construction-{model}.log", config.child_timeout_s)
+  if "error" in result:
+    _log(f"{model}: construction FAILED: {result['error'].strip().splitlines()[-1]}")
+    return result
+  for mode, m in result["modes"].items():
+    _log(f"{model} {mode}: {m['with_fix']['median']:.1f} s with fix 3, "
+         f"{m['without_fix']['median']:.1f} s without "
+         f"({m['ratio_with_to_without']['median']:.2f}x)")
+  return result
 
 
 # ---- Part 1: inference.
@@ -347,18 +400,31 @@ def measure_inference(config: BenchConfig, model: registry_lib.Model, checkpoint
 
 # ---- Part 3: export-all.
 
-_PLANNED = re.compile(r"^\[\d+/(\d+)\] ")  # export_all's progress lines: "[3/8] handle: ..."
-# "exported and verified in 45s", "... in 1m27s", "... in 1h02m" (export_all_lib.format_seconds).
-_FINISHED = re.compile(r": exported and verified in (?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+# export_all's progress lines (exporters.export_tree.progress), one per release, e.g.
+#   "[3/8] <handle>/4: exported and verified in 45s … elapsed 1m02s"
+_PLANNED = re.compile(r"^\[\d+/(\d+)\] ")
+# Before any release is done, the run says how many it will export: "8 of 8 export(s) to do in".
+_TO_DO = re.compile(r"^(\d+) of \d+ export\(s\) to do in ")
+_DURATION = r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?"  # progress.format_seconds: 45s, 1m27s, 1h02m.
+_FINISHED = re.compile(r": exported and verified in " + _DURATION)
+_ELAPSED = re.compile(r"elapsed " + _DURATION + r"\s*$")
+
+
+def _duration(match) -> float:
+  hours, minutes, seconds = (int(g or 0) for g in match.groups())
+  return 3600.0 * hours + 60.0 * minutes + seconds
 
 
 def _finished_seconds(line: str) -> float | None:
-  """How long the export a progress line reports as finished took; None if it reports none."""
+  """How long the release a progress line reports as done took (its write and verify)."""
   match = _FINISHED.search(line)
-  if not match:
-    return None
-  hours, minutes, seconds = (int(g or 0) for g in match.groups())
-  return 3600.0 * hours + 60.0 * minutes + seconds
+  return _duration(match) if match else None
+
+
+def _elapsed_seconds(line: str) -> float | None:
+  """The run's elapsed time a progress line ends with."""
+  match = _ELAPSED.search(line)
+  return _duration(match) if match else None
 
 
 def _process_tree_rss(process) -> int:
@@ -408,22 +474,33 @@ def run_export_all(config: BenchConfig, models: list[str], checkpoint_dir: pathl
         break
       time.sleep(0.25)
   wall = time.monotonic() - start
+  finished_at = []  # The run's elapsed seconds at each finished release.
   for line in log_path.read_text(errors="replace").splitlines():
+    to_do = _TO_DO.match(line.strip())
+    if to_do:
+      planned = int(to_do.group(1))
     match = _PLANNED.match(line.strip())
     if match:
       planned = int(match.group(1))
       seconds = _finished_seconds(line)
       if seconds is not None:
         durations.append(seconds)
+        finished_at.append(_elapsed_seconds(line))
   finished = len(durations)
   result = {"jobs": jobs, "wall_seconds": wall, "returncode": proc.returncode,
             "timed_out": timed_out, "exports_finished": finished, "exports_planned": planned,
-            "export_seconds": durations, "peak_tree_rss_bytes": peak_rss, "log": str(log_path)}
+            "export_seconds": durations, "finished_at_seconds": finished_at,
+            "peak_tree_rss_bytes": peak_rss, "log": str(log_path)}
   if timed_out:
-    # Every planned export at the mean time of the finished ones, `jobs` at a time (this
-    # counts the exports still running when stopped); None when none finished.
-    result["projected_wall_seconds"] = max(
-        wall, planned * (sum(durations) / finished) / jobs) if finished else None
+    # A fallback only (the default timeout lets a nasnet_mobile run finish): the wall time
+    # so far plus each unfinished release at the mean time of the finished ones, as many
+    # at a time as model runs can be (one per model). Release times leave out the model
+    # runs' own phases (reference, checkpoint, constructions), so models not started yet
+    # make this too low. None when no release finished.
+    parallel = max(1, min(jobs, len(models)))
+    result["projected_wall_seconds"] = (
+        wall + (planned - finished) * (sum(durations) / finished) / parallel
+        if finished else None)
   elif proc.returncode:
     result["error"] = f"export_all exited {proc.returncode}; see {log_path}"
   result["bytes_written"] = sum(p.stat().st_size for p in scratch.rglob("*") if p.is_file()) \
@@ -436,7 +513,9 @@ def run_export_all(config: BenchConfig, models: list[str], checkpoint_dir: pathl
 
 def measure_export_all(config: BenchConfig, models: list[str], checkpoints: dict,
                        logs: pathlib.Path) -> dict:
-  """Export-all per --export_all_jobs value, and its floor: per model, 2 builds + read + write."""
+  """Export-all per --export_all_jobs value, and its floor (bench.child.run_floor): per model,
+  reading the checkpoint, one inference and one training construction per format family
+  and writing each release's bytes, after one process start."""
   reg = registry_lib.default()
   checkpoint_dirs = {pathlib.Path(p).parent.parent for p in checkpoints.values()}
   if len(checkpoint_dirs) != 1:
@@ -444,16 +523,19 @@ def measure_export_all(config: BenchConfig, models: list[str], checkpoints: dict
   checkpoint_dir = checkpoint_dirs.pop()
   floors = {}
   for model in models:
-    releases = len(list(reg.releases(models=[model])))
-    _log(f"{model}: measuring the export-all floor ({releases} releases)")
+    releases = list(reg.releases(models=[model]))
+    formats = list(dict.fromkeys(r.version.format for r in releases))
+    _log(f"{model}: measuring the export-all floor ({len(releases)} releases, "
+         f"format families {', '.join(formats)})")
     floors[model] = run_child(
         {"task": "floor", "model": model, "checkpoint_path": str(checkpoints[model]),
-         "releases": releases, "scratch_dir": str(pathlib.Path(config.output_dir).resolve())},
+         "releases": len(releases), "formats": formats,
+         "scratch_dir": str(pathlib.Path(config.output_dir).resolve())},
         logs / f"floor-{model}.log", config.child_timeout_s)
   floor_parts = [f for f in floors.values() if "error" not in f]
   floor = None
   if len(floor_parts) == len(models):
-    # One process start (imports) for the run, then per model: read, two builds, writes.
+    # One process start (imports) for the run, then per model: read, constructions, writes.
     floor = max(f["seconds"]["import"] for f in floor_parts) + sum(
         s for f in floor_parts for k, s in f["seconds"].items() if k != "import")
   runs = [run_export_all(config, models, checkpoint_dir, jobs, logs)
@@ -485,8 +567,8 @@ def check_config(config: BenchConfig, reg: registry_lib.Registry) -> list[str]:
   unknown = [w for w in config.workloads if w not in workloads_lib.ALL]
   if unknown:
     raise BenchError(f"unknown --workloads {unknown}; choose from {', '.join(workloads_lib.ALL)}")
-  if config.repeats < 1 or config.export_repeats < 1:
-    raise BenchError("--repeats and --export_repeats must be at least 1")
+  if config.repeats < 1 or config.export_repeats < 1 or config.construction_rounds < 1:
+    raise BenchError("--repeats, --export_repeats and --construction_rounds must be at least 1")
   if any(b < 1 for b in config.batch_sizes) or any(j < 1 for j in config.export_all_jobs):
     raise BenchError("--batch_sizes and --export_all_jobs must be positive")
   published = published_models(reg)
@@ -511,7 +593,8 @@ def run(config: BenchConfig, log: Callable[[str], None] = _log) -> dict:
   logs = output_dir / "logs"
   started = time.monotonic()
   results = {"config": dataclasses.asdict(config), "machine": machine_info(),
-             "models": models, "inference": {}, "exports": {}, "export_all": None}
+             "models": models, "inference": {}, "exports": {}, "construction": {},
+             "export_all": None}
   checkpoints = {m: checkpoint_path(config, m) for m in models}
   results["checkpoints"] = {m: str(p) for m, p in checkpoints.items()}
   timed_exports = "export" in config.parts
@@ -519,16 +602,15 @@ def run(config: BenchConfig, log: Callable[[str], None] = _log) -> dict:
       workloads_lib.FORMAT_OF[w] for w in config.workloads
       if w in workloads_lib.FORMAT_OF and "inference" in config.parts}
   for model in models:
-    if formats:
-      summaries, dirs = measure_exports(config, model, checkpoints[model], logs,
-                                        timed=timed_exports, formats=formats)
-      if "export" in config.parts:
-        results["exports"][model] = summaries
-    else:
-      dirs = {}
+    summary, dirs = measure_model_export(config, model, checkpoints[model], logs,
+                                         timed=timed_exports, formats=formats)
+    if timed_exports and summary:
+      results["exports"][model] = summary
     if "inference" in config.parts:
       results["inference"][model] = measure_inference(config, reg.model(model),
                                                       checkpoints[model], dirs, logs)
+    if "construction" in config.parts:
+      results["construction"][model] = measure_construction(config, model, logs)
   if "export_all" in config.parts:
     results["export_all"] = measure_export_all(config, models, checkpoints, logs)
   results["machine"]["load_average_end"] = os.getloadavg()

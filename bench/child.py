@@ -1,10 +1,13 @@
 """One benchmark measurement in a fresh process: `python -m bench.child TASK_JSON RESULT_JSON`.
 
-A fresh process per measurement keeps them apart: an export's peak RSS is its
-own (`ru_maxrss`), and no measurement inherits another's graphs, threads or
-allocator state. The task is a JSON object with a `task` key (`inference`,
-`export` or `floor`); the result (or `{"error": traceback}`) is written to
-RESULT_JSON. Heavy imports happen inside the tasks, after the clock starts.
+A fresh process per measurement keeps them apart: a model run's peak RSS is
+its own (`ru_maxrss`), and no measurement inherits another's graphs, threads
+or allocator state. The task is a JSON object with a `task` key; the result
+(or `{"error": traceback}`) is written to RESULT_JSON. Heavy imports happen
+inside the tasks, after the clock starts. Tasks: `inference` (the workloads
+of bench.workloads, timed interleaved), `model_export` (one model run over
+its releases, split into phases: bench.phases), `floor` (what any export-all
+of a model must do) and `construction` (tf_slim_compat's fix 3 side by side).
 """
 from __future__ import annotations
 
@@ -12,6 +15,8 @@ import time
 
 _PROCESS_START = time.monotonic()
 
+import contextlib  # noqa: E402
+import gc  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import resource  # noqa: E402
@@ -110,47 +115,64 @@ def run_inference(task: dict) -> dict:
           "load_seconds": loads, "results": results, "peak_rss_bytes": peak_rss_bytes()}
 
 
-def run_export(task: dict) -> dict:
-  """One export through export_lib, its wall time split into phases (see bench.phases)."""
-  import tensorflow  # noqa: F401  (imported up front: the baseline is TensorFlow's footprint)
+def run_model_export(task: dict) -> dict:
+  """One model run (pipeline.export_model) over the task's releases, split into phases.
+
+  The clock and the RSS baseline start after importing TensorFlow and
+  tensorflow_hub (what every export process imports); the exporters' own
+  imports (slim_nets, tf_slim, tf_keras, ...) count as the run's.
+  """
+  import tensorflow  # noqa: F401
   import tensorflow_hub  # noqa: F401
 
-  import registry
-  from bench import phases
-  from exporters import export_lib
-
-  release = registry.default().release(task["model"], task["module_type"], task["version"])
-  writer = export_lib.writer_for(release.version.format)
-  imported = time.monotonic()
+  tensorflow_imported = time.monotonic()
   baseline_rss = current_rss_bytes()
-  clock = phases.PhaseClock()
-  clock.install(writer)
-  config = export_lib.ExportConfig(
-      model=task["model"], module_type=task["module_type"], version=task["version"],
-      checkpoint_path=task["checkpoint_path"], export_dir=task["export_dir"], overwrite=True)
-  start = time.monotonic()
-  result = export_lib.export(config, log=lambda message: print(message, flush=True))
-  total = time.monotonic() - start
+
+  from bench import phases
+  from exporters import pipeline
+
+  imported = time.monotonic()
+  exporters_rss = current_rss_bytes()
+  config = pipeline.ModelExportConfig(
+      model=task["model"], checkpoint_path=task["checkpoint_path"], overwrite=True,
+      targets=tuple(pipeline.ReleaseTarget(module_type, version, export_dir)
+                    for module_type, version, export_dir in task["targets"]))
+  with phases.ConstructionCounter() as counter:
+    start = time.monotonic()
+    outcomes = pipeline.export_model(config, log=lambda message: print(message, flush=True))
+    wall = time.monotonic() - start
+  releases = []
+  for outcome in outcomes:
+    seconds = outcome.result.seconds if outcome.result else {}
+    releases.append({
+        "handle": outcome.release.handle_with_version, "module_type": outcome.release.module_type,
+        "version": outcome.release.version.number, "format": outcome.release.version.format,
+        "seconds": outcome.seconds, "write": seconds.get("write"),
+        "verify": seconds.get("verify"), "error": outcome.error or None,
+        "bytes_written": (directory_bytes(outcome.target.export_dir)
+                          if outcome.result else 0),
+    })
   return {
-      "handle": release.handle_with_version, "format": release.version.format,
-      "import_seconds": imported - _PROCESS_START, "total_seconds": total,
-      "export_lib_seconds": dict(result.seconds),
-      "phase_seconds": {stage: clock.by_stage(stage) for stage in ("other", "write", "verify")},
-      "phase_calls": {f"{stage}.{phase}": n for (stage, phase), n in clock.calls.items()},
-      "probes_skipped": clock.skipped,
-      "baseline_rss_bytes": baseline_rss, "peak_rss_bytes": peak_rss_bytes(),
-      "bytes_written": directory_bytes(task["export_dir"]),
+      "model": task["model"], "wall_seconds": wall,
+      "import_seconds": {"tensorflow": tensorflow_imported - _PROCESS_START,
+                         "exporters": imported - tensorflow_imported},
+      "model_seconds": phases.model_phases([o.result.seconds for o in outcomes if o.result]),
+      "releases": releases, "constructions": counter.as_json(),
+      "baseline_rss_bytes": baseline_rss, "exporters_imported_rss_bytes": exporters_rss,
+      "peak_rss_bytes": peak_rss_bytes(),
       "checkpoint_data_bytes": checkpoint_data_bytes(task["checkpoint_path"]),
   }
 
 
 def run_floor(task: dict) -> dict:
-  """What any export-all of one model must do: read, build twice, write each release's bytes.
+  """What any export-all of one model must do: read, construct, write each release's bytes.
 
-  Reading is the network's values from the checkpoint (no graph); the two
-  graph constructions (inference and training mode) are the Slim builder
-  alone in fresh graphs; the write puts the variables' bytes into a scratch
-  file once per release, as the exports must.
+  Reading is the network's values from the checkpoint (no graph); the
+  constructions are the Slim builder alone in fresh graphs, once in
+  inference and once in training mode per format family the model's
+  releases use (each family needs its own graphs: TF1 graphs or TF2 traces);
+  the write puts the variables' bytes into a scratch file once per release,
+  as the exports must.
   """
   import numpy as np
   import tensorflow.compat.v1 as tf1
@@ -159,23 +181,30 @@ def run_floor(task: dict) -> dict:
   import tensorflow_hub  # noqa: F401  (what an export-all process imports too)
 
   import registry
-  from exporters import slim_graph
+  from exporters.pipeline import slim_graph
 
   imported = time.monotonic()
-  model = registry.default().model(task["model"])
+  reg = registry.default()
+  model = reg.model(task["model"])
+  num_classes = int(reg.publisher["num_classes"])
   seconds = {"import": imported - _PROCESS_START}
   start = time.monotonic()
   reader = tf.train.load_checkpoint(task["checkpoint_path"])
   values = {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
             if name != "global_step" and not name.startswith("aux_")}
   seconds["read_checkpoint"] = time.monotonic() - start
-  for training in (False, True):
-    graph = tf1.Graph()
-    with graph.as_default():
-      images = tf1.placeholder(tf1.float32, [None, model.image_size, model.image_size, 3])
-      start = time.monotonic()
-      slim_graph.build_outputs(model, images, training=training)
-      seconds["build_training" if training else "build_inference"] = time.monotonic() - start
+  for fmt in task["formats"]:
+    for training in (False, True):
+      graph = tf1.Graph()
+      with graph.as_default():
+        images = tf1.placeholder(tf1.float32, [None, model.image_size, model.image_size, 3])
+        start = time.monotonic()
+        slim_graph.build_outputs(model, images, training=training, batch_norm_momentum=0.997,
+                                 num_classes=num_classes)
+        seconds[f"construct_{fmt}_{'training' if training else 'inference'}"] = (
+            time.monotonic() - start)
+      del graph
+      gc.collect()  # Outside the clock: the next construction does not pay for this one.
   os.makedirs(task["scratch_dir"], exist_ok=True)
   scratch = os.path.join(task["scratch_dir"], "floor-write.bin")
   arrays = [np.ascontiguousarray(v) for v in values.values()]
@@ -187,11 +216,65 @@ def run_floor(task: dict) -> dict:
     os.remove(scratch)
   seconds["write"] = time.monotonic() - start
   return {"model": model.name, "seconds": seconds, "releases": task["releases"],
+          "formats": task["formats"], "constructions": 2 * len(task["formats"]),
           "bytes_per_release": int(sum(a.nbytes for a in arrays)),
           "peak_rss_bytes": peak_rss_bytes()}
 
 
-TASKS = {"inference": run_inference, "export": run_export, "floor": run_floor}
+def run_construction(task: dict) -> dict:
+  """Times graph-mode constructions of one network with and without tf_slim_compat's fix 3.
+
+  After one untimed construction (lazy imports, first-call caches), each
+  round constructs the network in both modes, each mode once with and once
+  without the fix, in fresh graphs; which variant goes first alternates per
+  round, so neither always runs on a warmer process. The ratio with/without
+  is taken per round and mode (the two runs are adjacent in time).
+  """
+  import tensorflow.compat.v1 as tf1
+
+  import registry
+  import slim_nets
+  from slim_nets import tf_slim_compat
+
+  imported = time.monotonic()
+  reg = registry.default()
+  model = reg.model(task["model"])
+  num_classes = int(reg.publisher["num_classes"])
+
+  def construct(training: bool, fixed: bool) -> float:
+    gc.collect()  # Garbage of the previous graph is not this construction's cost.
+    graph = tf1.Graph()
+    with graph.as_default():
+      images = tf1.placeholder(tf1.float32, [None, model.image_size, model.image_size, 3])
+      variant = contextlib.nullcontext() if fixed else tf_slim_compat.without_fix_3()
+      with variant:
+        start = time.perf_counter()
+        slim_nets.build(model.name, images, num_classes=num_classes, batch_norm_decay=0.997,
+                        is_training=training)
+        return time.perf_counter() - start
+
+  warmup = construct(training=False, fixed=True)
+  seconds = {mode: {"with_fix": [], "without_fix": []} for mode in ("inference", "training")}
+  for round_index in range(task["rounds"]):
+    order = (True, False) if round_index % 2 == 0 else (False, True)
+    for mode in seconds:
+      for fixed in order:
+        seconds[mode]["with_fix" if fixed else "without_fix"].append(
+            construct(training=mode == "training", fixed=fixed))
+  results = {}
+  for mode, runs in seconds.items():
+    results[mode] = {
+        "with_fix": _summary(runs["with_fix"]), "without_fix": _summary(runs["without_fix"]),
+        "ratio_with_to_without": _summary([a / b for a, b in zip(runs["with_fix"],
+                                                                 runs["without_fix"])]),
+    }
+  return {"model": model.name, "rounds": task["rounds"],
+          "import_seconds": imported - _PROCESS_START, "warmup_seconds": warmup,
+          "modes": results, "peak_rss_bytes": peak_rss_bytes()}
+
+
+TASKS = {"inference": run_inference, "model_export": run_model_export, "floor": run_floor,
+         "construction": run_construction}
 
 
 def main(argv: list[str]) -> int:

@@ -17,10 +17,12 @@ VS_KERAS_MODEL = "nasnet_mobile"
 VS_KERAS_BATCH_SIZES = (1, 32)
 VS_KERAS_WORKLOADS = (workloads_lib.SAVED_MODEL, workloads_lib.KERAS_LAYER)
 VS_KERAS_MIN = 1.0
-VERIFY_OVERHEAD_MAX = 0.30
+VERIFY_SHARE_MAX = 0.30
 RSS_MODEL = "pnasnet_large"
 RSS_OVER_CHECKPOINT_MAX = 3.0
 EXPORT_ALL_OVER_FLOOR_MAX = 2.0
+CONSTRUCTION_MODEL = "nasnet_mobile"
+CONSTRUCTION_RATIO_MAX = 1 / 3
 
 
 def _target(target_id: str, description: str, checks: list[dict]) -> dict:
@@ -66,27 +68,45 @@ def exported_vs_keras(results: dict) -> dict:
                  "at batch 1 and 32", checks)
 
 
+def construction_time(results: dict) -> dict:
+  """Fix 3's effect, measured side by side: constructions with it / without it, per mode."""
+  checks = []
+  construction = results.get("construction", {}).get(CONSTRUCTION_MODEL) or {}
+  for mode, m in construction.get("modes", {}).items():
+    ratio = m["ratio_with_to_without"]["median"]
+    checks.append(_check(
+        f"{CONSTRUCTION_MODEL} {mode} mode: {m['with_fix']['median']:.2f} s / "
+        f"{m['without_fix']['median']:.2f} s", ratio, f"<= {CONSTRUCTION_RATIO_MAX:.3g}",
+        ratio <= CONSTRUCTION_RATIO_MAX))
+  return _target("construction_time",
+                 "Constructing a nasnet_mobile network: at most a third of today's time "
+                 "(with / without tf_slim_compat's fix 3, measured side by side in one run)",
+                 checks)
+
+
 def verify_overhead(results: dict) -> dict:
   checks = []
-  for model, by_format in results.get("exports", {}).items():
-    for summary in by_format.values():
-      if "verify_over_export" in summary:
-        ratio = summary["verify_over_export"]["median"]
-        checks.append(_check(f"{summary['handle']} verify / export", ratio,
-                             f"<= {VERIFY_OVERHEAD_MAX}", ratio <= VERIFY_OVERHEAD_MAX))
+  for model, summary in results.get("exports", {}).items():
+    if "verification_share" in summary:
+      share = summary["verification_share"]["median"]
+      checks.append(_check(f"{model} model run: verification / wall time", share,
+                           f"<= {VERIFY_SHARE_MAX}", share <= VERIFY_SHARE_MAX))
   return _target("verify_overhead",
-                 "Verification adds <= 30% to an export's wall time", checks)
+                 "Verification <= 30% of the export's wall time (per model run: its releases' "
+                 "verify calls and the reference's constructions outside them)", checks)
 
 
 def export_peak_rss(results: dict) -> dict:
   checks = []
-  for summary in results.get("exports", {}).get(RSS_MODEL, {}).values():
-    if "peak_rss_over_checkpoint" in summary:
-      ratio = summary["peak_rss_over_checkpoint"]["max"]
-      checks.append(_check(f"{summary['handle']} peak RSS / checkpoint data", ratio,
-                           f"<= {RSS_OVER_CHECKPOINT_MAX}", ratio <= RSS_OVER_CHECKPOINT_MAX))
+  summary = results.get("exports", {}).get(RSS_MODEL) or {}
+  if "peak_rss_above_baseline_over_checkpoint" in summary:
+    ratio = summary["peak_rss_above_baseline_over_checkpoint"]["max"]
+    checks.append(_check(f"{RSS_MODEL} model run: peak RSS above the baseline / checkpoint "
+                         f"data", ratio, f"<= {RSS_OVER_CHECKPOINT_MAX}",
+                         ratio <= RSS_OVER_CHECKPOINT_MAX))
   return _target("export_peak_rss",
-                 "Peak RSS of a pnasnet_large export <= 3x its checkpoint's data file", checks)
+                 "Peak memory of a pnasnet_large model run <= 3x its checkpoint's data file, "
+                 "above the process's footprint after importing TensorFlow", checks)
 
 
 def export_all_floor(results: dict) -> dict:
@@ -96,24 +116,27 @@ def export_all_floor(results: dict) -> dict:
     if run["jobs"] != 1:
       continue
     ratio = run.get("ratio_to_floor")
-    if ratio is None and run.get("timed_out"):
-      # Stopped before one export finished: its wall time alone bounds the ratio from below.
-      floor = export_all.get("floor_seconds")
-      if floor:
-        ratio = run["wall_seconds"] / floor
+    what = "export-all --jobs=1 / floor" + (" (projected; run stopped at the timeout)"
+                                             if run.get("timed_out") else "")
+    floor = export_all.get("floor_seconds")
+    if ratio is None and run.get("timed_out") and floor:
+      # Stopped before a release finished: its wall time alone bounds the ratio from below,
+      # which decides the target only when it already misses it.
+      lower_bound = run["wall_seconds"] / floor
+      if lower_bound > EXPORT_ALL_OVER_FLOOR_MAX:
+        ratio = lower_bound
+        what = "export-all --jobs=1 / floor (at least; stopped before a release finished)"
     if ratio is not None:
-      what = "export-all --jobs=1 / floor" + (" (projected; run stopped at the timeout)"
-                                               if run.get("timed_out") else "")
       checks.append(_check(what, ratio, f"<= {EXPORT_ALL_OVER_FLOOR_MAX}",
                            ratio <= EXPORT_ALL_OVER_FLOOR_MAX))
   return _target("export_all_floor",
-                 "export-all over every module type and version <= 2x its floor (per model: "
-                 "one inference and one training graph build, reading the checkpoint, writing "
-                 "the bytes)", checks)
+                 "export-all over every release of a model <= 2x its floor (process start; "
+                 "per model: one inference- and one training-mode construction per format "
+                 "family, reading the checkpoint, writing the bytes)", checks)
 
 
-TARGETS = (exported_vs_slim, exported_vs_keras, verify_overhead, export_peak_rss,
-           export_all_floor)
+TARGETS = (exported_vs_slim, exported_vs_keras, export_all_floor, construction_time,
+           verify_overhead, export_peak_rss)
 
 
 def evaluate(results: dict) -> list[dict]:

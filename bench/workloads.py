@@ -55,12 +55,17 @@ def _as_tensor(images: np.ndarray):
 def slim_session(model, checkpoint_path: str) -> Workload:
   """The floor: the Slim graph in a Session, fetching only the logits."""
   import tensorflow.compat.v1 as tf1
-  from exporters import slim_graph
+
+  import registry
+  from exporters.pipeline import slim_graph
 
   graph = tf1.Graph()
   with graph.as_default():
     images = tf1.placeholder(tf1.float32, [None, model.image_size, model.image_size, 3])
-    logits = slim_graph.build_outputs(model, images, training=False)["logits"]
+    # Inference mode: the batch-norm decay is never used, any value builds the same graph.
+    logits = slim_graph.build_outputs(
+        model, images, training=False, batch_norm_momentum=0.997,
+        num_classes=int(registry.default().publisher["num_classes"]))["logits"]
     saver = tf1.train.Saver(tf1.global_variables())
     session = tf1.Session(graph=graph)
     saver.restore(session, checkpoint_path)

@@ -24,7 +24,7 @@ def graph_variables(model: str, aux: bool = False) -> tuple[tuple[str, tuple[int
 
   import registry
   import slim_nets
-  net = slim_nets.get_net(model)
+  slim_nets.get_net(model)  # An unknown name fails here, naming the known ones.
   graph = tf.Graph()
   with graph.as_default():
     size = registry.default().model(model).image_size

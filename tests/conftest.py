@@ -128,7 +128,6 @@ def _messages_about(release, lines) -> tuple[str, ...]:
 
 
 def _export_large_model(model, ckpt_factory, tmp_path_factory) -> dict:
-  import registry
   from exporters import pipeline
   root = tmp_path_factory.mktemp(f"{model}_exports")
   targets = tuple(pipeline.ReleaseTarget(t, v, str(root / f"{t}_{v}"))

@@ -1,14 +1,16 @@
 """The benchmark harness keeps working; no speed is asserted anywhere.
 
-Fast tests check the statistics, the phase clock, the targets and the three
-writers on made-up results; one test runs `python -m bench` on a tiny
-configuration (nasnet_mobile, batch 1, one round, no exports) and checks the
-files it writes; a slow test also runs the export and export-all parts.
+Fast tests check the statistics, the construction counter and its call
+sites, the model-run summary, the targets and the three writers on made-up
+results; one test runs `python -m bench` on a tiny configuration
+(nasnet_mobile, batch 1, one round, one construction round, no exports) and
+checks the files it writes; a slow test also runs the export (one model run
+over every release) and export-all parts.
 """
 import json
 import subprocess
 import sys
-import time
+import types
 
 import pytest
 
@@ -24,34 +26,79 @@ def test_summarize_median_min_max():
   assert bench_lib.ratio_summary([2.0, 3.0], [1.0, 3.0])["values"] == [2.0, 1.0]
 
 
-def test_phase_clock_charges_exclusive_time_per_stage():
-  clock = phases.PhaseClock()
-
-  def build():
-    time.sleep(0.05)
-
-  timed_build = clock.wrap(build, "build")
-
-  def trace():
-    timed_build()
-    time.sleep(0.02)
-
-  writer = type("Writer", (), {})()
-  writer.write = lambda: clock.wrap(trace, "trace_serialize")()
-  writer.verify = timed_build
-  for stage in phases.STAGES:
-    setattr(writer, stage, clock.wrap_stage(getattr(writer, stage), stage))
-  writer.write()
-  writer.verify()
-  write = clock.by_stage("write")
-  assert write["build"] == pytest.approx(0.05, abs=0.03)
-  assert write["trace_serialize"] == pytest.approx(0.02, abs=0.015)
-  assert set(clock.by_stage("verify")) == {"build"}
+def _frames(*names):
+  """A call stack, innermost first, from "file:function" names."""
+  return [tuple(name.split(":")) for name in names]
 
 
-def test_every_phase_probe_resolves():
-  """A renamed writer helper or moved TF function would silently blur the export split."""
-  assert phases.unresolved_probes() == []
+def test_call_site_names_who_constructed_and_the_model_run_step():
+  pipeline = "/repo/exporters/pipeline/model_export.py"
+  reference = "/repo/exporters/pipeline/reference.py"
+  hub = "/repo/exporters/formats/hub_module.py"
+  slim_graph = "/repo/exporters/pipeline/slim_graph.py"
+  assert phases.call_site(_frames(f"{slim_graph}:build_outputs", f"{reference}:_build",
+                                  f"{reference}:__init__", f"{pipeline}:export_model")) == (
+      phases.REFERENCE, phases.STEP_REFERENCE)
+  # The reference's training mode is constructed lazily, inside a release's verify.
+  assert phases.call_site(_frames(
+      f"{slim_graph}:build_outputs", f"{reference}:_build", f"{reference}:expected",
+      f"{hub}:verify", f"{hub}:verify", f"{pipeline}:_export_release")) == (
+      phases.REFERENCE, phases.STEP_VERIFY)
+  assert phases.call_site(_frames(f"{slim_graph}:build_features", f"{hub}:__init__",
+                                  f"{hub}:__init__", f"{pipeline}:_export_family")) == (
+      phases.FORMAT, phases.STEP_CONSTRUCT)
+  assert phases.call_site(_frames(f"{slim_graph}:build_features", "/tf/polymorphic.py:trace",
+                                  f"{hub}:write", f"{pipeline}:_export_release")) == (
+      phases.FORMAT, phases.STEP_WRITE)
+  assert phases.call_site(_frames(f"{slim_graph}:build_outputs", "/bench/child.py:run")) == (
+      phases.FORMAT, phases.STEP_OUTSIDE)
+
+
+def test_construction_counter_records_calls_and_restores_the_builders():
+  module = types.SimpleNamespace(build=lambda name, images, **kw: ("logits", {}),
+                                 build_classifier=lambda name, features, **kw: "logits")
+  originals = (module.build, module.build_classifier)
+  counter = phases.ConstructionCounter()
+  counter.install(module)
+  assert module.build("nasnet_mobile", None, is_training=True, num_classes=1) == ("logits", {})
+  module.build_classifier("nasnet_mobile", None, num_classes=1)
+  counter.uninstall()
+  assert (module.build, module.build_classifier) == originals
+  records = counter.as_json()
+  assert [(r["kind"], r["who"], r["step"], r["training"]) for r in records] == [
+      ("network", phases.FORMAT, phases.STEP_OUTSIDE, True),
+      ("classifier", phases.FORMAT, phases.STEP_OUTSIDE, False)]
+  summary = phases.construction_summary(records + [dict(
+      records[0], who=phases.REFERENCE, step=phases.STEP_VERIFY, seconds=2.0)])
+  assert (summary["networks"], summary["networks_by_format_writers"],
+          summary["networks_by_reference"]) == (2, 1, 1)
+  assert summary["reference_seconds_outside_verify"] == 0.0
+
+
+def test_model_phases_merge_the_releases_seconds():
+  merged = phases.model_phases([
+      {"reference": 5.0, "read_checkpoint": 0.1, "construct_hub": 9.0, "write": 1.0,
+       "verify": 20.0},
+      {"reference": 5.0, "read_checkpoint": 0.1, "construct_hub": 9.0,
+       "construct_saved_model_2": 7.0, "write": 8.0, "verify": 11.0}])
+  assert merged == {"reference": 5.0, "read_checkpoint": 0.1, "construct_hub": 9.0,
+                    "construct_saved_model_2": 7.0}
+
+
+def test_every_call_site_the_counter_relies_on_exists():
+  """A renamed pipeline function or writer method would silently blur the export split."""
+  assert phases.missing_call_sites() == []
+
+
+def test_progress_lines_parse():
+  line = ("[3/8] google/imagenet/nasnet_mobile/classification/4: exported and verified in "
+          "1m05s … elapsed 2m03s")
+  assert bench_lib._PLANNED.match(line).group(1) == "8"
+  assert bench_lib._finished_seconds(line) == 65.0
+  assert bench_lib._elapsed_seconds(line) == 123.0
+  assert bench_lib._finished_seconds("nasnet_mobile (8 release(s): hub, saved_model_2): "
+                                     "exporting … elapsed 0s") is None
+  assert bench_lib._TO_DO.match("8 of 8 export(s) to do in 1 model run(s)").group(1) == "8"
 
 
 def _run_summary(median, values=None):
@@ -59,8 +106,59 @@ def _run_summary(median, values=None):
   return {"median": median, "min": min(values), "max": max(values), "values": values}
 
 
+def fake_model_run() -> dict:
+  """A model_export child's result: two releases, one per format family."""
+  def release(handle, fmt, write, verify):
+    return {"handle": handle, "module_type": "classification", "version": int(handle[-1]),
+            "format": fmt, "seconds": write + verify, "write": write, "verify": verify,
+            "error": None, "bytes_written": 3e7}
+
+  def construction(who, step, training, seconds, kind="network"):
+    return {"kind": kind, "who": who, "step": step, "training": training, "seconds": seconds}
+
+  return {
+      "model": "nasnet_mobile", "wall_seconds": 100.0,
+      "import_seconds": {"tensorflow": 3.0, "exporters": 0.1},
+      "model_seconds": {"reference": 6.0, "read_checkpoint": 0.1, "construct_hub": 19.0,
+                        "construct_saved_model_2": 7.0},
+      "releases": [release("google/imagenet/nasnet_mobile/classification/3", "hub", 1.0, 25.0),
+                   release("google/imagenet/nasnet_mobile/classification/5", "saved_model_2",
+                           9.0, 12.0)],
+      "constructions": [
+          construction(phases.REFERENCE, phases.STEP_REFERENCE, False, 6.0),
+          construction(phases.FORMAT, phases.STEP_CONSTRUCT, False, 9.0),
+          construction(phases.FORMAT, phases.STEP_CONSTRUCT, False, 0.1, kind="classifier"),
+          construction(phases.FORMAT, phases.STEP_CONSTRUCT, True, 9.0),
+          construction(phases.REFERENCE, phases.STEP_VERIFY, True, 3.5)],
+      "baseline_rss_bytes": 6e8, "exporters_imported_rss_bytes": 6.1e8, "peak_rss_bytes": 2e9,
+      "checkpoint_data_bytes": 3.1e7,
+  }
+
+
+def test_model_run_summary_splits_phases_and_costs():
+  summary = bench_lib.summarize_model_export([fake_model_run(), fake_model_run()])
+  s = summary["seconds"]
+  assert s["write"]["median"] == 10.0 and s["verify"]["median"] == 37.0
+  assert s["other"]["median"] == pytest.approx(100.0 - 6.0 - 0.1 - 19.0 - 7.0 - 10.0 - 37.0)
+  # Verify calls plus the reference's inference construction (its training one is in verify).
+  assert summary["verification_share"]["median"] == pytest.approx((37.0 + 6.0) / 100.0)
+  assert summary["constructions"]["networks"] == 4
+  assert summary["constructions"]["networks_by_reference"] == 2
+  assert summary["peak_rss_above_baseline_over_checkpoint"]["median"] == pytest.approx(
+      (2e9 - 6e8) / 3.1e7)
+  assert [r["write"]["median"] for r in summary["releases"]] == [1.0, 9.0]
+  assert summary["releases_exported"] == summary["releases_planned"] == 2
+
+
+def fake_construction(with_fix: float, without_fix: float) -> dict:
+  mode = {"with_fix": _run_summary(with_fix), "without_fix": _run_summary(without_fix),
+          "ratio_with_to_without": _run_summary(with_fix / without_fix)}
+  return {"model": "nasnet_mobile", "rounds": 1, "import_seconds": 3.0, "warmup_seconds": 5.0,
+          "modes": {"inference": mode, "training": mode}, "peak_rss_bytes": 7e8}
+
+
 def fake_results(tmp_path):
-  """Results shaped like bench_lib.run's, with one miss and one unmeasured target."""
+  """Results shaped like bench_lib.run's, with misses and one unmeasured target."""
   rows = []
   for workload, speed in ((workloads_lib.SLIM, 30.0), (workloads_lib.SAVED_MODEL, 29.0),
                           (workloads_lib.HUB_V3, 25.0), (workloads_lib.KERAS_APPLICATIONS, 20.0)):
@@ -72,15 +170,6 @@ def fake_results(tmp_path):
     if workload != workloads_lib.KERAS_APPLICATIONS:
       row["ratio_to_keras"] = _run_summary(speed / 20.0)
     rows.append(row)
-  seconds = {k: _run_summary(v) for k, v in dict(
-      build=10.0, restore=1.0, trace_serialize=3.0, write=1.0, verify=5.0, verify_build=4.0,
-      total=20.5, other=0.5, export_without_verify=15.5).items()}
-  export = {"handle": "google/imagenet/nasnet_mobile/classification/5", "format": "saved_model_2",
-            "repeats": 1, "seconds": seconds, "verify_over_export": _run_summary(5 / 15.5),
-            "peak_rss_bytes": _run_summary(2e9), "baseline_rss_bytes": _run_summary(6e8),
-            "peak_rss_over_checkpoint": _run_summary(64.0), "bytes_written": 2.2e7,
-            "checkpoint_data_bytes": 3.1e7, "bytes_written_over_checkpoint": 0.71,
-            "import_seconds": _run_summary(7.0), "probes_skipped": []}
   results = {
       "config": {"repeats": 2, "export_repeats": 1}, "wall_seconds": 600.0,
       "machine": {"date": "2026-01-01T00:00:00+00:00", "cpu": "Test CPU", "logical_cores": 2,
@@ -89,10 +178,11 @@ def fake_results(tmp_path):
                   "load_average_start": [1.0, 1.0, 1.0], "load_average_end": [2.0, 1.0, 1.0]},
       "models": ["nasnet_mobile"],
       "inference": {"nasnet_mobile": {"results": rows, "versions": {"saved_model": 5}}},
-      "exports": {"nasnet_mobile": {"saved_model_2": export}},
+      "exports": {"nasnet_mobile": bench_lib.summarize_model_export([fake_model_run()])},
+      "construction": {"nasnet_mobile": fake_construction(5.0, 7.0)},
       "export_all": {"models": ["nasnet_mobile"], "floor_seconds": 40.0,
-                     "floor": {"nasnet_mobile": {"releases": 8, "seconds": {
-                         "import": 7.0, "build_inference": 10.0}}},
+                     "floor": {"nasnet_mobile": {"releases": 8, "constructions": 4, "seconds": {
+                         "import": 7.0, "construct_hub_inference": 5.0}}},
                      "runs": [{"jobs": 1, "wall_seconds": 300.0, "timed_out": True,
                                "projected_wall_seconds": 600.0, "exports_finished": 4,
                                "exports_planned": 8, "peak_tree_rss_bytes": 2e9,
@@ -107,10 +197,27 @@ def test_targets_are_met_missed_or_not_measured(tmp_path):
   assert by_id["exported_vs_slim"]["status"] == targets.MISSED  # hub_v3 at 25/30.
   assert [c["met"] for c in by_id["exported_vs_slim"]["checks"]] == [True, False]
   assert by_id["exported_vs_keras"]["status"] == targets.MET
-  assert by_id["verify_overhead"]["status"] == targets.MISSED
+  assert by_id["construction_time"]["status"] == targets.MISSED  # 5/7 > 1/3.
+  assert [c["value"] for c in by_id["construction_time"]["checks"]] == [5 / 7, 5 / 7]
+  assert by_id["verify_overhead"]["status"] == targets.MISSED  # 43 of 100 s.
+  assert by_id["verify_overhead"]["checks"][0]["value"] == pytest.approx(0.43)
   assert by_id["export_peak_rss"]["status"] == targets.NOT_MEASURED  # No pnasnet_large.
   assert by_id["export_all_floor"]["status"] == targets.MISSED
   assert by_id["export_all_floor"]["checks"][0]["value"] == 15.0
+
+
+def test_export_all_stopped_before_a_release_decides_only_a_miss():
+  def stopped_at(wall):
+    return {"export_all": {"floor_seconds": 30.0, "runs": [
+        {"jobs": 1, "wall_seconds": wall, "timed_out": True, "projected_wall_seconds": None}]}}
+  assert targets.export_all_floor(stopped_at(30.0))["status"] == targets.NOT_MEASURED
+  missed = targets.export_all_floor(stopped_at(90.0))
+  assert missed["status"] == targets.MISSED and missed["checks"][0]["value"] == 3.0
+
+
+def test_construction_target_is_met_at_a_third():
+  results = {"construction": {"nasnet_mobile": fake_construction(2.0, 7.0)}}
+  assert targets.construction_time(results)["status"] == targets.MET
 
 
 def test_writers_produce_json_markdown_and_png(tmp_path):
@@ -119,9 +226,12 @@ def test_writers_produce_json_markdown_and_png(tmp_path):
   assert json.loads((tmp_path / report.JSON_NAME).read_text())["targets"] == results["targets"]
   text = (tmp_path / report.MARKDOWN_NAME).read_text()
   assert text.startswith("# Benchmark\n\nMeasured 2026-01-01 on Test CPU")
-  for heading in ("## Targets", "## Inference", "## Export cost", "## export-all"):
+  for heading in ("## Targets", "## Inference", "## Export cost", "## Network construction",
+                  "## export-all"):
     assert heading in text
   assert "**missed**" in text and "stopped at 300 (projected 600)" in text
+  assert "| nasnet_mobile | 2/2 | 6.0 | 0.1 | 19.0 | 7.0 |" in text  # The model run's phases.
+  assert "google/imagenet/nasnet_mobile/classification/5 | saved_model_2 | 9.0 | 12.0" in text
   assert (tmp_path / report.CHART_NAME).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -148,10 +258,11 @@ def _bench(tmp_path, *flags, timeout):
   return results
 
 
-def test_tiny_inference_run(tmp_path):
-  """The CLI end to end: generated checkpoint, Slim floor and keras.applications timed."""
+def test_tiny_inference_and_construction_run(tmp_path):
+  """The CLI end to end: generated checkpoint, Slim floor and keras.applications timed, and
+  the network constructed with and without fix 3."""
   require_shared("checkpoints", "make_ckpt.py")
-  results = _bench(tmp_path, "--parts=inference",
+  results = _bench(tmp_path, "--parts=inference,construction", "--construction_rounds=1",
                    "--workloads=slim_session,keras_applications", timeout=600)
   rows = results["inference"]["nasnet_mobile"]["results"]
   assert [(r["workload"], r["batch_size"]) for r in rows] == [
@@ -159,25 +270,42 @@ def test_tiny_inference_run(tmp_path):
   assert all(r["throughput"]["median"] > 0 for r in rows)
   assert rows[1]["ratio_to_slim"]["median"] > 0
   assert "nasnet_mobile" in results["checkpoints"]
+  construction = results["construction"]["nasnet_mobile"]
+  assert "error" not in construction, construction.get("error")
+  assert set(construction["modes"]) == {"inference", "training"}
+  for mode in construction["modes"].values():
+    assert len(mode["with_fix"]["values"]) == len(mode["without_fix"]["values"]) == 1
+    assert mode["ratio_with_to_without"]["median"] > 0
+  by_id = {t["id"]: t for t in results["targets"]}
+  assert by_id["construction_time"]["status"] in (targets.MET, targets.MISSED)
+  assert by_id["verify_overhead"]["status"] == targets.NOT_MEASURED
+  assert results["exports"] == {}
 
 
 @pytest.mark.slow
 def test_tiny_run_with_exports_and_export_all(tmp_path):
-  """Exports measured with their phase split; export-all stopped early and still reported."""
+  """One model run over every release, split into phases; export-all stopped early and still
+  reported."""
   require_shared("checkpoints", "make_ckpt.py")
-  results = _bench(tmp_path, "--export_all_jobs=1", "--export_all_timeout_s=30", timeout=1800)
-  exports = results["exports"]["nasnet_mobile"]
-  assert set(exports) == {"hub", "saved_model_2"}
-  for summary in exports.values():
-    assert "error" not in summary, summary.get("error")
-    assert summary["probes_skipped"] == []
-    assert summary["seconds"]["build"]["median"] > 0
-    assert summary["bytes_written"] > 0
+  results = _bench(tmp_path, "--export_all_jobs=1", "--export_all_timeout_s=30",
+                   "--construction_rounds=1", timeout=1800)
+  summary = results["exports"]["nasnet_mobile"]
+  assert "error" not in summary, summary.get("error")
+  assert summary["releases_exported"] == summary["releases_planned"] == 8
+  assert {r["format"] for r in summary["releases"]} == {"hub", "saved_model_2"}
+  for phase in ("reference", "read_checkpoint", "construct_hub", "construct_saved_model_2",
+                "write", "verify", "wall"):
+    assert summary["seconds"][phase]["median"] > 0, phase
+  assert summary["constructions"]["networks_by_format_writers"] >= 4  # 2 modes, 2 families.
+  assert summary["constructions"]["networks_by_reference"] >= 1
+  assert 0 < summary["verification_share"]["median"] < 1
+  assert summary["bytes_written"] > 0 and summary["peak_rss_above_baseline_bytes"]["median"] > 0
   workloads_run = {r["workload"] for r in results["inference"]["nasnet_mobile"]["results"]}
   assert workloads_run == set(workloads_lib.ALL)
   for row in results["inference"]["nasnet_mobile"]["results"]:
     if row["workload"] in workloads_lib.EXPORTED:
       assert row["max_abs_diff_vs_slim"] < 1e-4
   run = results["export_all"]["runs"][0]
-  assert run["jobs"] == 1 and run["timed_out"]
+  assert run["jobs"] == 1 and run["timed_out"] and run["exports_planned"] == 8
   assert results["export_all"]["floor_seconds"] > 0
+  assert results["export_all"]["floor"]["nasnet_mobile"]["constructions"] == 4

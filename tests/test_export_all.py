@@ -21,7 +21,7 @@ import time
 import pytest
 
 import registry
-from exporters import export_tree, pipeline
+from exporters import export_tree
 from exporters.cards import docs_lib
 from exporters.export_tree import layout, plan as plan_lib, stamps
 from exporters.publishing import publish_lib

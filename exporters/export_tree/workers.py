@@ -1,5 +1,7 @@
 """Running model jobs: in worker processes within a memory budget, or in this process.
 
+The parent's side; a worker process runs exporters/export_tree/worker.py.
+
 A worker runs one model (`exporters.pipeline.export_model`, or the configured
 exporter) and reports each release as soon as it is verified and in place,
 one JSON line per release in its results file, so the parent stamps each
@@ -14,7 +16,7 @@ import importlib
 import json
 import os
 import pathlib
-import signal
+import re
 import subprocess
 import sys
 import tempfile
@@ -39,6 +41,8 @@ class ReleaseReport:
 
 
 ReleaseDone = Callable[[ReleaseJob, ReleaseReport], None]
+# TensorFlow's C++ log lines ("I0000 00:00:17.. port.cc:153] ...") and absl's preamble.
+_TENSORFLOW_LOG_LINE = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:|WARNING: All log messages before absl)")
 
 
 def interrupt_on_signal(signum, frame):
@@ -51,7 +55,7 @@ def clear_interrupt() -> None:
   _interrupted.clear()
 
 
-def _load_exporter(spec: str) -> Callable:
+def load_exporter(spec: str) -> Callable:
   module, _, name = spec.partition(":")
   return getattr(importlib.import_module(module), name)
 
@@ -83,7 +87,7 @@ def _summary(outcome) -> dict:
   })
 
 
-def _report(outcome) -> ReleaseReport:
+def report(outcome) -> ReleaseReport:
   if outcome.error:
     return ReleaseReport(outcome.seconds, None, outcome.error, _peak_rss_mb())
   return ReleaseReport(outcome.seconds, _summary(outcome), "", _peak_rss_mb())
@@ -93,7 +97,7 @@ def run_in_process(jobs: list[ModelJob], config: ExportAllConfig, progress,
                    done: ReleaseDone) -> None:
   from exporters import pipeline
   from exporters.errors import ExportError
-  exporter = _load_exporter(config.exporter)
+  exporter = load_exporter(config.exporter)
   for job in jobs:
     progress.started(job)
     config_ = _model_config(job)
@@ -102,7 +106,7 @@ def run_in_process(jobs: list[ModelJob], config: ExportAllConfig, progress,
 
     def on_done(outcome):
       reported.add(outcome.target)
-      done(by_target[outcome.target], _report(outcome))
+      done(by_target[outcome.target], report(outcome))
 
     start = time.monotonic()
     try:
@@ -113,17 +117,6 @@ def run_in_process(jobs: list[ModelJob], config: ExportAllConfig, progress,
         if target not in reported:
           done(release_job, ReleaseReport(time.monotonic() - start, None, error, None))
     progress.finished(job)
-
-
-def _die_with_parent(parent_pid: int) -> None:
-  """In a worker: be killed when export_all dies, even by SIGKILL (Linux only)."""
-  try:
-    import ctypes
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-  except (OSError, AttributeError):
-    return
-  if os.getppid() != parent_pid:  # It died before the line above.
-    os._exit(1)
 
 
 class _Worker:
@@ -145,7 +138,7 @@ class _Worker:
             "results_file": str(self.results_file), "parent_pid": os.getpid()}
     with open(self.log_file, "wb") as log:
       self.proc = subprocess.Popen(
-          [sys.executable, "-m", "exporters.export_tree.workers", json.dumps(spec)],
+          [sys.executable, "-m", "exporters.export_tree.worker", json.dumps(spec)],
           stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
 
   def new_reports(self) -> list[tuple[ReleaseJob, ReleaseReport]]:
@@ -169,13 +162,15 @@ class _Worker:
     return reports
 
   def new_log_lines(self) -> list[str]:
-    """What the model run printed since the last call (complete lines only)."""
+    """What the model run said since the last call (complete lines; TensorFlow's own log
+    lines stay in the worker's log, whose tail is shown if it fails)."""
     with open(self.log_file, "rb") as f:
       f.seek(self._log_offset)
       data = f.read()
     complete = data[:data.rfind(b"\n") + 1]
     self._log_offset += len(complete)
-    return complete.decode(errors="replace").splitlines()
+    return [line for line in complete.decode(errors="replace").splitlines()
+            if not _TENSORFLOW_LOG_LINE.match(line)]
 
   def unreported(self) -> list[tuple[ReleaseJob, ReleaseReport]]:
     """After the process ended: its releases that it never reported, failed with its reason."""
@@ -224,11 +219,11 @@ def run_in_workers(jobs: list[ModelJob], config: ExportAllConfig, progress,
           ended = worker.proc.poll() is not None
           for line in worker.new_log_lines():
             progress.say(f"    {line}")
-          for release_job, report in worker.new_reports():
-            done(release_job, report)
+          for release_job, release_report in worker.new_reports():
+            done(release_job, release_report)
           if ended:
-            for release_job, report in worker.unreported():
-              done(release_job, report)
+            for release_job, release_report in worker.unreported():
+              done(release_job, release_report)
             running.remove(worker)
             progress.finished(worker.job)
     except BaseException:
@@ -253,39 +248,3 @@ def default_memory_budget_gb() -> float:
   return 0.8 * available / 2**30
 
 
-def _worker_main(argv: list[str]) -> int:
-  """Runs one model in this process; `python -m exporters.export_tree.workers SPEC_JSON`.
-
-  SIGTERM kills it outright and Ctrl-C is left to the parent: an exception
-  raised from a signal handler can land in a finalizer, which swallows it, so
-  the parent (holding the lock) removes a stopped worker's temporary dirs.
-  """
-  signal.signal(signal.SIGTERM, signal.SIG_DFL)
-  signal.signal(signal.SIGINT, signal.SIG_IGN)
-  # The legacy layers' deprecation warnings say nothing a user of export_all can act on.
-  import warnings
-  warnings.simplefilter("ignore")
-  spec = json.loads(argv[0])
-  _die_with_parent(spec["parent_pid"])
-  from exporters import pipeline
-  targets = tuple(pipeline.ReleaseTarget(t, int(v), d) for t, v, d in spec["targets"])
-  config = pipeline.ModelExportConfig(spec["model"], spec["checkpoint"], targets, overwrite=True)
-  index = {target: i for i, target in enumerate(targets)}
-  results = open(spec["results_file"], "a")
-
-  def on_done(outcome):
-    report = _report(outcome)
-    results.write(json.dumps({"index": index[outcome.target], **dataclasses.asdict(report)})
-                  + "\n")
-    results.flush()
-
-  try:
-    _load_exporter(spec["exporter"])(config, log=lambda m: print(m, flush=True), on_done=on_done)
-  except Exception as e:  # Reported for the releases not done; the parent reads it.
-    print("model error: " + pipeline.error_text(e).replace("\n", " "), flush=True)
-  results.close()
-  return 0
-
-
-if __name__ == "__main__":
-  sys.exit(_worker_main(sys.argv[1:]))

@@ -38,7 +38,6 @@ release is the same file whatever else its process traced before.
 """
 from __future__ import annotations
 
-import os
 from typing import Callable
 
 import numpy as np

@@ -1,0 +1,63 @@
+"""A worker process of export_all: one model run (`python -m exporters.export_tree.worker SPEC`).
+
+It reports each release as soon as it is done, one JSON line in its results
+file, which the parent (exporters.export_tree.workers) reads while it runs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import sys
+
+from exporters.export_tree.workers import load_exporter, report
+
+
+def _die_with_parent(parent_pid: int) -> None:
+  """In a worker: be killed when export_all dies, even by SIGKILL (Linux only)."""
+  try:
+    import ctypes
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+  except (OSError, AttributeError):
+    return
+  if os.getppid() != parent_pid:  # It died before the line above.
+    os._exit(1)
+
+
+def _worker_main(argv: list[str]) -> int:
+  """Runs one model in this process; `python -m exporters.export_tree.worker SPEC_JSON`.
+
+  SIGTERM kills it outright and Ctrl-C is left to the parent: an exception
+  raised from a signal handler can land in a finalizer, which swallows it, so
+  the parent (holding the lock) removes a stopped worker's temporary dirs.
+  """
+  signal.signal(signal.SIGTERM, signal.SIG_DFL)
+  signal.signal(signal.SIGINT, signal.SIG_IGN)
+  # The legacy layers' deprecation warnings say nothing a user of export_all can act on.
+  import warnings
+  warnings.simplefilter("ignore")
+  spec = json.loads(argv[0])
+  _die_with_parent(spec["parent_pid"])
+  from exporters import pipeline
+  targets = tuple(pipeline.ReleaseTarget(t, int(v), d) for t, v, d in spec["targets"])
+  config = pipeline.ModelExportConfig(spec["model"], spec["checkpoint"], targets, overwrite=True)
+  index = {target: i for i, target in enumerate(targets)}
+  results = open(spec["results_file"], "a")
+
+  def on_done(outcome):
+    release_report = report(outcome)
+    results.write(json.dumps({"index": index[outcome.target], **dataclasses.asdict(release_report)})
+                  + "\n")
+    results.flush()
+
+  try:
+    load_exporter(spec["exporter"])(config, log=lambda m: print(m, flush=True), on_done=on_done)
+  except Exception as e:  # Reported for the releases not done; the parent reads it.
+    print("model error: " + pipeline.error_text(e).replace("\n", " "), flush=True)
+  results.close()
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(_worker_main(sys.argv[1:]))
