@@ -60,7 +60,7 @@ docs: install
 	$(PY) -m exporters.docs --output_dir=docs
 
 # Measures on this machine and writes bench_results/bench.{json,md,png}. The
-# CI-sized run (under 15 minutes on 2 cores) is
+# CI-sized run (about 15-20 minutes on 2 cores) is
 #   make bench BENCH_FLAGS=--models=nasnet_mobile
 # without flags every published model is measured (hours on such a machine).
 BENCH_FLAGS ?=

@@ -231,6 +231,9 @@ class _FullDiskWriter:
     pathlib.Path(export_dir, "saved_model.pb").write_bytes(b"half")
     raise OSError(errno.ENOSPC, "No space left on device")
 
+  def close(self):
+    pass
+
 
 class _TinyWriter(_FullDiskWriter):
   def write(self, release, export_dir, log):

@@ -128,6 +128,9 @@ def test_failed_verification_leaves_no_export_dir(export_dir, ckpt_factory, monk
     def verify(self, release, tmp_dir, reference, log):
       raise ExportError("inference output: the export differs from the Slim graph by 1")
 
+    def close(self):
+      pass
+
   monkeypatch.setattr(formats, "writer_for", lambda fmt: UnverifiableWriter)
   config = pipeline.ExportConfig(MODEL, "classification", 4, str(ckpt_factory(MODEL)),
                                    str(export_dir))
