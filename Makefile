@@ -7,8 +7,13 @@ COMPAT_VENV := .venv-compat
 COMPAT_PY := $(COMPAT_VENV)/bin/python
 STAMP := $(VENV)/.installed
 COMPAT_STAMP := $(COMPAT_VENV)/.installed
+TFJS_VENV := .venv-tfjs
+TFJS_PY := $(TFJS_VENV)/bin/python
+TFJS_STAMP := $(TFJS_VENV)/.installed
+TFJS_RUNTIME := tests/tfjs_runtime
+TFJS_RUNTIME_STAMP := $(TFJS_RUNTIME)/node_modules/.installed
 
-.PHONY: install compat-env test test-fast export-all docs bench publish publish-local serve clean
+.PHONY: install compat-env tfjs-env tfjs-runtime test test-fast export-all docs bench publish publish-local serve clean
 
 install: $(STAMP)
 
@@ -27,23 +32,50 @@ $(COMPAT_STAMP): requirements-compat.txt constraints-compat.txt
 	$(COMPAT_PY) -m pip install --quiet -r requirements-compat.txt -c constraints-compat.txt
 	touch $@
 
+# The TF.js converter (tensorflowjs) in its own environment: see
+# requirements-tfjs.txt and exporters/formats/tfjs.py for why.
+tfjs-env: $(TFJS_STAMP)
+
+$(TFJS_STAMP): requirements-tfjs.txt requirements-tfjs-nodeps.txt constraints-tfjs.txt
+	$(PYTHON_BOOT) -m venv $(TFJS_VENV)
+	$(TFJS_PY) -m pip install --quiet --upgrade pip
+	$(TFJS_PY) -m pip install --quiet -r requirements-tfjs.txt -c constraints-tfjs.txt
+	$(TFJS_PY) -m pip install --quiet --no-deps -r requirements-tfjs-nodeps.txt -c constraints-tfjs.txt
+	touch $@
+
+# The real TF.js runtime (Node.js, pure-JS CPU backend) the TF.js tests run in.
+tfjs-runtime: $(TFJS_RUNTIME_STAMP)
+
+$(TFJS_RUNTIME_STAMP): $(TFJS_RUNTIME)/package.json $(TFJS_RUNTIME)/package-lock.json
+	npm ci --prefix $(TFJS_RUNTIME) --no-audit --no-fund --ignore-scripts
+	touch $@
+
 # The full suite, including the `compat` tests that run the real hub.Module
 # in the second environment.
-test: install compat-env
+test: install compat-env tfjs-env tfjs-runtime
 	$(PY) -m pytest -q tests
 
 test-fast: install
-	$(PY) -m pytest -q -m "not compat and not slow" tests
+	$(PY) -m pytest -q -m "not compat and not slow and not tfjs" tests
 
-# Exports every published version (skipping what is up to date) and its card.
+# Exports every published version (skipping what is up to date) and its card,
+# into EXPORT_DIR (docs/ is `make docs`). MIRROR is where missing checkpoint
+# archives are fetched from (a folder or URL; default: $CHECKPOINT_MIRROR, else
+# the publisher); EXPORT_FLAGS takes any other flag, e.g.
+#   make export-all MIRROR=/srv/ckpt-archives EXPORT_FLAGS="--models=nasnet_mobile --jobs=2"
+# It also converts the TF.js deployments (registry [tfjs]) in .venv-tfjs,
+# which it builds first (EXPORT_FLAGS=--notfjs leaves them out).
 EXPORT_DIR ?= exports
 EXPORT_FLAGS ?=
-export-all: install
-	$(PY) -m exporters.export_all --export_dir=$(EXPORT_DIR) $(EXPORT_FLAGS)
+MIRROR ?=
+export-all: install tfjs-env
+	$(PY) -m exporters.export_all --export_dir=$(EXPORT_DIR) $(if $(MIRROR),--mirror=$(MIRROR)) $(EXPORT_FLAGS)
 
 # Publishes the export tree (archives, cards, manifests) to PUBLISH_DEST, a
 # folder or a gs:// URL; CI runs `make publish PUBLISH_DEST=gs://...`.
-# publish-local is the same into published/, which `make serve` serves.
+# It runs export-all first (one line when everything is up to date; its
+# MIRROR and EXPORT_FLAGS apply); PUBLISH_FLAGS takes publish's flags, e.g.
+# --force. publish-local is the same into published/, which `make serve` serves.
 PUBLISH_DEST ?= published
 PUBLISH_FLAGS ?=
 publish: export-all
@@ -56,8 +88,12 @@ SERVE_PORT ?= 8000
 serve: install
 	$(PY) -m exporters.serve --root=published --port=$(SERVE_PORT)
 
+# docs/ holds the cards in the registry's default card schema ([cards]
+# default_schema); another schema goes elsewhere, e.g. the hub's current one:
+#   make docs DOCS_FLAGS="--card_schema=2021-06 --output_dir=/tmp/cards"
+DOCS_FLAGS ?=
 docs: install
-	$(PY) -m exporters.docs --output_dir=docs
+	$(PY) -m exporters.docs --output_dir=docs $(DOCS_FLAGS)
 
 # Measures on this machine and writes bench_results/bench.{json,md,png}. The
 # CI-sized run (about 15-20 minutes on 2 cores) is
@@ -68,4 +104,4 @@ bench: install
 	$(PY) -m bench $(BENCH_FLAGS)
 
 clean:
-	rm -rf $(VENV) $(COMPAT_VENV) build *.egg-info
+	rm -rf $(VENV) $(COMPAT_VENV) $(TFJS_VENV) $(TFJS_RUNTIME)/node_modules build *.egg-info

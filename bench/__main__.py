@@ -7,14 +7,12 @@ r"""Benchmarks the exports against the Slim graph and keras.applications, and th
 Writes <output_dir>/bench.json, bench.md and bench.png (plus logs/ and the
 generated checkpoints and exports it measured). The logic is bench/bench_lib.py.
 """
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import app, flags
 
-from absl import app, flags  # noqa: E402
-
-from bench import bench_lib, workloads  # noqa: E402
+from bench import bench_lib, workloads
+from exporters import cli
 
 _DEFAULTS = bench_lib.BenchConfig()
 
@@ -81,4 +79,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -7,14 +7,12 @@ Prints the checkpoint prefix (`<dest>/<model>/model.ckpt`) on success; on
 failure prints one `error: ...` line and exits with status 1. The work is done
 by checkpoints.fetch_lib (see there for the steps and what is kept on failure).
 """
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Keep TensorFlow's start-up noise out.
+from absl import app, flags
 
-from absl import app, flags  # noqa: E402
-
-from checkpoints import fetch_lib  # noqa: E402
+from checkpoints import fetch_lib
+from exporters import cli
 
 _MODEL = flags.DEFINE_string("model", None, "Registry model to fetch, e.g. nasnet_mobile.",
                              required=True)
@@ -47,4 +45,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

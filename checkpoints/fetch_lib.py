@@ -8,9 +8,16 @@ raises CheckpointError with a message naming the problem:
      file with HTTP Range requests (or copy it from a local mirror folder);
   2. check its size and sha256 against the lock file when the archive is pinned;
   3. extract `model.ckpt.*` (safely) into a temporary directory inside `<dest>`;
-  4. check the variables' names and shapes against the model's Slim graph;
+  4. check the variables' names and shapes against the model's Slim graph, and
+     read every tensor back whole: checksummed and finite (checkpoints.integrity,
+     the rule export reads by too);
   5. rename the directory to `<dest>/<model>/`, pin the archive in the lock file
-     if it was not yet, and delete the `.part` file.
+     with the content hash of its checkpoint (`checkpoint_sha256`) if it was not
+     yet, and delete the `.part` file.
+
+`checkpoint_provenance(model, prefix)` tells a checkpoint whose content is the
+pinned archive's ("pinned archive sha256 ...") from any other ("unverified
+local checkpoint", e.g. placed by hand).
 
 Nothing half-written is left under `<dest>`: a bad archive (corrupt, another
 hash than the pinned one, another model's checkpoint) is deleted with the
@@ -53,7 +60,11 @@ DEFAULT_LOCK_FILE = pathlib.Path(__file__).with_name("checkpoints.lock.json")
 LOCK_ABOUT = (
     "sha256 and size of each released checkpoint archive (by archive name), pinned by "
     "`python -m checkpoints.fetch` after the first download whose checkpoint matched the "
-    "model's graph, and checked on every later download. Commit the pins it adds.")
+    "model's graph and read back whole, and checked on every later download; "
+    "checkpoint_sha256 is the content hash of the checkpoint extracted from it, which tells "
+    "a fetched checkpoint from one placed by hand. Commit the pins it adds.")
+PINNED = "pinned archive sha256 {sha256}"
+UNVERIFIED = "unverified local checkpoint"
 CHUNK = 1 << 20
 TIMEOUT_S = 60
 RETRY_DELAY_S = 1.0
@@ -130,8 +141,8 @@ def ensure_checkpoint(model: str, dest: str | os.PathLike = "checkpoints", *,
   """Returns `<dest>/<model>/model.ckpt`, fetching and verifying it if absent.
 
   A checkpoint already there (fetched before, or placed by hand) is validated
-  against the graph and returned; `force` fetches it again and replaces it.
-  `validate=False` skips the graph check (and then pins nothing).
+  against the graph, read back whole and returned; `force` fetches it again
+  and replaces it. `validate=False` skips both checks (and then pins nothing).
   """
   e = entry(model)
   dest = pathlib.Path(dest)
@@ -171,15 +182,19 @@ def ensure_checkpoint(model: str, dest: str | os.PathLike = "checkpoints", *,
   try:
     staged = _extract(part, e, staging)
     if validate:
-      validate_checkpoint(staged, model, label=f"the checkpoint in {e.archive_name}")
+      validate_checkpoint(staged, model, label=f"the checkpoint in {e.archive_name}",
+                          archive=e.archive_name)
+      content = checkpoint_sha256(staged)
     _install(staging, prefix.parent)
   except CheckpointError:
     part.unlink(missing_ok=True)  # A complete but bad archive: resuming it is no use.
     raise
   finally:
     shutil.rmtree(staging, ignore_errors=True)
-  if validate and not pinned:
-    _pin(lock_file, e.archive_name, sha256, size)
+  # A pin without the content hash (an older lock file) gains it: the archive
+  # matched its pinned hash, so the checkpoint extracted from it is the pinned one.
+  if validate and (not pinned or "checkpoint_sha256" not in pinned):
+    _pin(lock_file, e.archive_name, sha256, size, content)
   part.unlink(missing_ok=True)
   return prefix
 
@@ -379,13 +394,11 @@ def expected_variables(model: str) -> list[tuple[str, tuple[int, ...]]]:
   return manifest.graph_variables(model, aux=False)
 
 
-def read_variable_shapes(prefix: str | os.PathLike, label: str | None = None) -> dict[str, list[int]]:
-  import tensorflow as tf
-  try:
-    return tf.train.load_checkpoint(str(prefix)).get_variable_to_shape_map()
-  except (ValueError, tf.errors.OpError) as err:
-    raise CheckpointError(
-        f"{label or prefix} is not a readable TensorFlow checkpoint: {err}") from None
+def read_variable_shapes(prefix: str | os.PathLike, archive: str | None = None
+                         ) -> dict[str, list[int]]:
+  """name -> shape from the checkpoint's index (the tensors are not read)."""
+  from checkpoints import integrity  # It imports this module (for CheckpointError).
+  return integrity.open_reader(prefix, archive).get_variable_to_shape_map()
 
 
 def is_optional_variable(name: str) -> bool:
@@ -414,14 +427,24 @@ def variable_problems(checkpoint: Mapping[str, Sequence[int]],
 
 def validate_checkpoint(prefix: str | os.PathLike, model: str, *, label: str | None = None,
                         expected: Iterable[tuple[str, Sequence[int]]] | None = None,
-                        fix: str | None = None):
-  """Raises CheckpointError unless the checkpoint holds exactly `model`'s graph variables."""
-  problems = variable_problems(read_variable_shapes(prefix, label),
+                        fix: str | None = None, archive: str | None = None):
+  """Raises CheckpointError unless the checkpoint is `model`'s and reads back whole.
+
+  First the index: exactly `model`'s graph variables with their shapes. Then
+  the full read (checkpoints.integrity): every tensor checksummed and finite.
+  `archive` names the archive a staged checkpoint came from, for messages.
+  """
+  from checkpoints import integrity
+  problems = variable_problems(read_variable_shapes(prefix, archive),
                                expected if expected is not None else expected_variables(model))
   if problems:
     raise CheckpointError(
         f"wrong checkpoint: {label or prefix} does not match the {model} graph "
         f"(another model's checkpoint?): {'; '.join(problems)}" + (f"; {fix}" if fix else ""))
+  try:
+    integrity.read_fully(prefix, keep=False, archive=archive)
+  except CheckpointError as err:
+    raise CheckpointError(f"{err}; {fix}" if fix else str(err)) from None
 
 
 def _some(items: Sequence[str]) -> str:
@@ -454,7 +477,7 @@ def checkpoint_sha256(prefix: str | os.PathLike) -> str:
 # ---- Lock file.
 
 def read_lock(path: str | os.PathLike = DEFAULT_LOCK_FILE) -> dict[str, dict]:
-  """archive name -> {"sha256", "size"}; empty when the file does not exist."""
+  """archive name -> {"sha256", "size"[, "checkpoint_sha256"]}; empty when there is no file."""
   try:
     data = json.loads(pathlib.Path(path).read_text())
   except FileNotFoundError:
@@ -464,19 +487,54 @@ def read_lock(path: str | os.PathLike = DEFAULT_LOCK_FILE) -> dict[str, dict]:
   archives = data.get("archives", {}) if isinstance(data, dict) else None
   if not isinstance(archives, dict) or not all(
       isinstance(v, dict) and isinstance(v.get("sha256"), str) and isinstance(v.get("size"), int)
+      and isinstance(v.get("checkpoint_sha256", ""), str)
       for v in archives.values()):
     raise CheckpointError(
         f"lock file {path} is malformed: expected {{\"archives\": {{name: {{\"sha256\": ..., "
-        f"\"size\": ...}}}}}}")
+        f"\"size\": ..., \"checkpoint_sha256\": ... (optional)}}}}}}")
   return archives
 
 
-def _pin(path: str | os.PathLike, archive_name: str, sha256: str, size: int):
-  """Adds the archive's pin to the lock file (written to a temporary name, then renamed)."""
+def checkpoint_provenance(model: str, prefix: str | os.PathLike,
+                          lock_path: str | os.PathLike = DEFAULT_LOCK_FILE) -> str:
+  """Where the checkpoint at `prefix` comes from, as one phrase for stamps and tables.
+
+  "pinned archive sha256 <hex>" when its content hash is the one the lock file
+  records for `model`'s pinned archive (fetch records it when it pins, after
+  the full read); "unverified local checkpoint" otherwise: placed by hand,
+  changed since, pinned by an older lock file without the content hash, or
+  not there at all. An unknown model raises CheckpointError.
+  """
+  archive_name = entry(model).archive_name
+  try:
+    pin = read_lock(lock_path).get(archive_name)
+  except CheckpointError as err:  # No pin can be trusted from it; fetch reports it as such.
+    log.warning("%s", err)
+    return UNVERIFIED
+  content = pin.get("checkpoint_sha256") if pin else None
+  if not content or not has_checkpoint(prefix):
+    return UNVERIFIED
+  try:
+    if checkpoint_sha256(prefix) != content:
+      return UNVERIFIED
+  except OSError:  # A file vanished or is unreadable: nothing ties it to the pin.
+    return UNVERIFIED
+  return PINNED.format(sha256=pin["sha256"])
+
+
+def _pin(path: str | os.PathLike, archive_name: str, sha256: str, size: int,
+         content_sha256: str | None = None):
+  """Pins the archive and its checkpoint's content hash in the lock file.
+
+  Written to a temporary name, then renamed.
+  """
   path = pathlib.Path(path)
   try:
     data = json.loads(path.read_text()) if path.exists() else {"about": LOCK_ABOUT}
-    data.setdefault("archives", {})[archive_name] = {"sha256": sha256, "size": size}
+    pin = {"sha256": sha256, "size": size}
+    if content_sha256:
+      pin["checkpoint_sha256"] = content_sha256
+    data.setdefault("archives", {})[archive_name] = pin
     data["archives"] = dict(sorted(data["archives"].items()))
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:

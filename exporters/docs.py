@@ -3,6 +3,7 @@
   python -m exporters.docs --output_dir=docs           # (re)write docs/
   python -m exporters.docs --output_dir=docs --check   # exit 1 if docs/ is stale
   python -m exporters.docs --output_dir=/tmp/d --models=nasnet_large --versions=5
+  python -m exporters.docs --output_dir=/tmp/d --card_schema=2021-06   # the hub's current schema
 
 Writes `<output_dir>/google/models/imagenet/<model>/<module type>/<version>.md`
 from registry/models.toml and exporters/templates/; every card is validated
@@ -19,6 +20,7 @@ from absl import flags
 import registry
 from exporters.cards import card_validator
 from exporters.cards import docs_lib
+from exporters import cli
 from exporters import release_flags
 
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "docs", "Root of the generated docs tree.")
@@ -26,6 +28,11 @@ _TITLE_STYLE = flags.DEFINE_enum(
     "title_style", "plain", docs_lib.TITLE_STYLES,
     "plain: '# Module google/imagenet/...'; zwnj: '&zwnj;' after each '/' of the handle "
     "(an older rendering convention).")
+_CARD_SCHEMA = flags.DEFINE_string(
+    "card_schema", None,
+    "The card metadata schema, a [card_schemas] name in registry/models.toml: 2021-04 (display "
+    "names, module-type; the published cards until May 2021) or 2021-06 (the hub's tag ids, "
+    "task). Default: the registry's [cards] default_schema.")
 _CHECK = flags.DEFINE_bool(
     "check", False, "Write nothing; exit 1 if the tree on disk differs from a fresh generation.")
 
@@ -37,7 +44,7 @@ def main(argv):
   config = docs_lib.DocsConfig(
       output_dir=pathlib.Path(_OUTPUT_DIR.value), title_style=_TITLE_STYLE.value,
       models=filters.models, module_types=filters.module_types,
-      versions=filters.versions, check=_CHECK.value)
+      versions=filters.versions, check=_CHECK.value, card_schema=_CARD_SCHEMA.value)
   try:
     result = docs_lib.run(config)
   except (registry.RegistryError, card_validator.CardError) as e:
@@ -48,7 +55,8 @@ def main(argv):
     print(f"{verb[0]} {config.output_dir / path}")
   for path in result.removed:
     print(f"{verb[1]} {config.output_dir / path}")
-  print(f"{len(result.cards)} cards validated; {len(result.changed)} changed, "
+  print(f"{len(result.cards)} cards validated (card schema {result.card_schema}); "
+        f"{len(result.changed)} changed, "
         f"{len(result.removed)} removed under {config.output_dir}")
   if config.check and not result.up_to_date:
     print(f"docs: {config.output_dir} is out of date; run `make docs`", file=sys.stderr)
@@ -57,4 +65,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -4,14 +4,16 @@
       --version=4 --checkpoint_path=checkpoints/nasnet_mobile/model.ckpt \
       --export_dir=/tmp/nasnet_mobile_classification_4
 
-Versions 1-3 are written in the TF1 Hub format (hub.Module), 4-5 as TF2
-SavedModels (hub.KerasLayer); the registry says which versions each model has.
+The registry says which versions each model has and, per version, its format:
+the TF1 Hub format (hub.Module; google's versions 1-3) or a TF2 SavedModel
+(hub.KerasLayer; google's 4-5). pnasnet_mobile, which TF Hub never published,
+has its own versions 1 (TF1 Hub format) and 2 (TF2) under another publisher.
 """
 import sys
 
-from absl import app, flags, logging
+from absl import flags
 
-from exporters import pipeline
+from exporters import cli
 from exporters.errors import ExportError
 
 _MODEL = flags.DEFINE_string("model", None, "Model name from the registry, e.g. nasnet_mobile.",
@@ -32,15 +34,18 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing non-empt
 
 def main(argv):
   del argv
+  from exporters import pipeline  # Imports TensorFlow: after cli.run has set its logging up.
   config = pipeline.ExportConfig(
       model=_MODEL.value, module_type=_MODULE_TYPE.value, version=_VERSION.value,
       checkpoint_path=_CHECKPOINT_PATH.value, export_dir=_EXPORT_DIR.value,
       overwrite=_OVERWRITE.value)
   try:
-    pipeline.export(config, log=logging.info)
+    pipeline.export(config, log=lambda text: print(text, flush=True))
   except ExportError as e:
-    sys.exit(f"error: {e}")
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  return 0
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -6,26 +6,30 @@ r"""Exports every published model version from the released checkpoints, with it
 
 Writes `<export_dir>/google/imagenet/<model>/<module_type>/<version>/` (verified
 exports), `<version>.md` (cards) and `.<version>.stamp.json` (what each export
-was made from) beside them. Releases whose stamp matches are skipped; missing
+was made from) beside them, and, after its parent release, each TF.js deployment
+(registry [tfjs]) under `<export_dir>/google/tfjs-model/imagenet/<model>/
+<module_type>/<version>/default/1/` with its card and stamp, converted in
+`.venv-tfjs` (`make tfjs-env`; --notfjs leaves them out). Releases whose stamp matches are skipped; missing
 checkpoints are fetched first, and when they cannot be, nothing is exported.
 Each model is one run (one checkpoint read, one network construction per mode
 and format family, every planned release derived from it); --jobs runs models
-in parallel. Ends with a table of every release; exits 1 if any export
-failed. The logic lives in the exporters/export_tree package.
+in parallel. Ends with a table of every release and where each model's
+checkpoint comes from ("pinned archive sha256 ..." or "unverified local
+checkpoint"), or, when everything was up to date, one line; exits 1 if any
+export failed. TensorFlow's start-up logging is quiet unless --verbosity is
+given. The logic lives in the exporters/export_tree package.
 """
 from __future__ import annotations
 
-import os
 import signal
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Keep TensorFlow's start-up noise out.
+from absl import app, flags
 
-from absl import app, flags  # noqa: E402
-
-from exporters import export_tree  # noqa: E402
-from exporters import release_flags  # noqa: E402
-from exporters.errors import ExportError  # noqa: E402
+from exporters import cli
+from exporters import export_tree
+from exporters import release_flags
+from exporters.errors import ExportError
 
 _CHECKPOINT_DIR = flags.DEFINE_string(
     "checkpoint_dir", "checkpoints", "Folder holding <model>/model.ckpt.*; missing ones are "
@@ -40,7 +44,14 @@ _MEMORY_BUDGET_GB = flags.DEFINE_float(
 _MIRROR = flags.DEFINE_string(
     "mirror", None, "Base URL or folder holding the released checkpoint archives, for fetching "
     "missing checkpoints (default: $CHECKPOINT_MIRROR, else the publisher).")
+_LOCK_FILE = flags.DEFINE_string(
+    "lock_file", None, "JSON file pinning each checkpoint archive's sha256 (default: "
+    "checkpoints/checkpoints.lock.json); a checkpoint whose content it does not pin is "
+    "reported as an unverified local checkpoint.")
 _FORCE = flags.DEFINE_bool("force", False, "Export again even the releases that are up to date.")
+_TFJS = flags.DEFINE_bool(
+    "tfjs", True, "Also convert the TF.js deployments (registry [tfjs]) of the planned releases, "
+    "after their parents; needs the converter environment .venv-tfjs (`make tfjs-env`).")
 
 
 def main(argv):
@@ -51,7 +62,7 @@ def main(argv):
       checkpoint_dir=_CHECKPOINT_DIR.value, export_dir=_EXPORT_DIR.value,
       models=filters.models, module_types=filters.module_types, versions=filters.versions,
       jobs=_JOBS.value, memory_budget_gb=_MEMORY_BUDGET_GB.value, mirror=_MIRROR.value,
-      force=_FORCE.value)
+      lock_file=_LOCK_FILE.value, force=_FORCE.value, tfjs=_TFJS.value)
   # A polite kill stops like Ctrl-C: workers are stopped and their temporary dirs removed.
   signal.signal(signal.SIGTERM, export_tree.interrupt_on_signal)
   signal.signal(signal.SIGINT, export_tree.interrupt_on_signal)
@@ -67,9 +78,13 @@ def main(argv):
     print("interrupted: the export in progress was discarded; finished exports are kept "
           "and the next run continues from them", file=sys.stderr)
     return 130
-  log("\n" + export_tree.format_table(result.rows))
+  if result.exported:
+    log("\n" + export_tree.format_table(result.rows))
+  else:  # Nothing done: the one line run() said, and any checkpoint nobody verified.
+    for line in export_tree.provenance_lines(result.rows, only_unverified=True):
+      log(line)
   return 0
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -6,21 +6,21 @@ r"""Publishes the export tree as TF Hub archives, cards and release manifests.
 Per exported version writes `<dest>/<handle>/<version>.tar.gz` (TF Hub's
 compressed format, deterministic), `<version>.md` (the card) and
 `<version>.manifest.json`. A version already published with other bytes is
-refused unless --force; publishing the same export again changes nothing.
+refused unless --force; publishing the same export again changes nothing. The
+published archive is hashed on every run: one whose bytes differ from its
+manifest is reported as corrupt, and --force rewrites it.
 The logic lives in exporters/publishing/publish_lib.py.
 """
 from __future__ import annotations
 
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Keep TensorFlow's start-up noise out.
+from absl import app, flags
 
-from absl import app, flags  # noqa: E402
-
-from exporters.publishing import publish_lib  # noqa: E402
-from exporters import release_flags  # noqa: E402
-from exporters.errors import ExportError  # noqa: E402
+from exporters import cli
+from exporters.publishing import publish_lib
+from exporters import release_flags
+from exporters.errors import ExportError
 
 _EXPORT_DIR = flags.DEFINE_string("export_dir", "exports", "The tree exporters.export_all wrote.")
 _DEST = flags.DEFINE_string("dest", None, "Folder or tf.io.gfile URL (gs://...) to publish to.",
@@ -47,4 +47,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

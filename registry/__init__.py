@@ -3,7 +3,8 @@
 The facts live in `models.toml` (data, not code); this module loads them into
 frozen dataclasses and answers the questions every other part asks: which
 (model, module type, version) triples are published, what a handle is called,
-where a model's checkpoint comes from. Tests may load a modified copy with
+where a model's checkpoint comes from, which card metadata schemas the cards
+can be written in (`card_schema`). Tests may load a modified copy with
 `load(path)` to check that a changed fact flows everywhere.
 """
 from __future__ import annotations
@@ -11,12 +12,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import pathlib
+import re
 import tomllib
 from typing import Iterator
 
 REGISTRY_FILE = pathlib.Path(__file__).with_name("models.toml")
 MODULE_TYPES = ("classification", "feature_vector")
 FORMATS = ("hub", "saved_model_2")
+_PUBLISHER_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 
 
 class RegistryError(ValueError):
@@ -45,6 +48,7 @@ class Model:
 
 @dataclasses.dataclass(frozen=True)
 class Version:
+  """A version under one publisher; its `format` (not its number) says how it is written."""
   number: int
   format: str
   models: tuple[str, ...]
@@ -52,6 +56,13 @@ class Version:
   bn_hparams_signatures: bool
   serving_signature: bool
   extra: dict
+  publisher: str = "google"  # The handles' first segment ([publishers] in models.toml).
+  # For a release TF Hub never made: the published (tfhub) version it follows.
+  follows: int | None = None
+
+  @property
+  def tfhub_published(self) -> bool:
+    return self.follows is None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,11 +75,84 @@ class Release:
 
   @property
   def handle(self) -> str:
-    return self.registry.handle(self.model.name, self.module_type)
+    """`<publisher>/<collection>/<model>/<module_type>`, the path a hub serves."""
+    collection = self.registry.publisher["collection"]
+    return f"{self.version.publisher}/{collection}/{self.model.name}/{self.module_type}"
 
   @property
   def handle_with_version(self) -> str:
     return f"{self.handle}/{self.version.number}"
+
+
+@dataclasses.dataclass(frozen=True)
+class TfjsDeployment:
+  """A TF.js graph model TF Hub published of one TF1 Hub format release ([tfjs])."""
+  parent: Release
+  version: int
+  variant: str
+  handle_segment: str  # After the publisher: `tfjs-model`.
+  extra: dict  # Card fields ([tfjs] less the deployment's own facts).
+
+  @property
+  def handle_dir(self) -> str:
+    """`<publisher>/tfjs-model/<collection>/<model>/<module_type>/<parent version>/<variant>`."""
+    parent = self.parent
+    collection = parent.registry.publisher["collection"]
+    return (f"{parent.version.publisher}/{self.handle_segment}/{collection}/"
+            f"{parent.model.name}/{parent.module_type}/{parent.version.number}/{self.variant}")
+
+  @property
+  def handle(self) -> str:
+    """The handle `tf.loadGraphModel(..., {fromTFHub: true})` loads."""
+    return f"{self.handle_dir}/{self.version}"
+
+  @property
+  def card_handle(self) -> str:
+    """How its card's title names it: `<parent handle>/<parent version>/<variant>/<version>`."""
+    return f"{self.parent.handle_with_version}/{self.variant}/{self.version}"
+
+
+@dataclasses.dataclass(frozen=True)
+class CardValue:
+  """What a card schema writes for one metadata key: one text on every card,
+  or one per model or per module type (exactly one of the three is set)."""
+  every: str | None = None
+  by_model: dict[str, str] | None = None
+  by_module_type: dict[str, str] | None = None
+
+  def for_release(self, release: Release) -> str | None:
+    """The release's value, or None when the schema gives none for its model."""
+    if self.every is not None:
+      return self.every
+    if self.by_model is not None:
+      return self.by_model.get(release.model.name)
+    return self.by_module_type.get(release.module_type)
+
+  def all_values(self) -> list[str]:
+    if self.every is not None:
+      return [self.every]
+    return list((self.by_model or self.by_module_type).values())
+
+
+@dataclasses.dataclass(frozen=True)
+class CardSchema:
+  """One of the hub's card metadata schemas (see [card_schemas] in models.toml)."""
+  name: str
+  keys: dict[str, tuple[str, ...]]  # Every known key -> allowed values; () = any text.
+  required: tuple[str, ...]
+  repeatable: tuple[str, ...]
+  renamed: dict[str, str]  # A version's card_metadata line -> the key it is written under.
+  values: dict[str, CardValue]  # The keys whose value depends on the schema.
+  # Optional key -> models whose cards leave its line out (the hub has no tag for them).
+  omitted: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+  tfjs_required: tuple[str, ...] = ()  # The keys a TF.js deployment's card must have.
+
+  def omits(self, key: str, model: str) -> bool:
+    return model in self.omitted.get(key, ())
+
+  def key(self, line: str) -> str:
+    """The key this schema writes a `card_metadata` line under."""
+    return self.renamed.get(line, line)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +165,67 @@ class Registry:
   cards: dict = dataclasses.field(default_factory=dict)
   papers: dict[str, dict] = dataclasses.field(default_factory=dict)
   families: dict[str, dict] = dataclasses.field(default_factory=dict)
+  card_schemas: dict[str, CardSchema] = dataclasses.field(default_factory=dict)
+  # [publishers]: role ("tfhub", "unpublished") -> {"name", "hub_url"}.
+  publishers: dict[str, dict] = dataclasses.field(default_factory=dict)
+  # [unpublished_versions]: releases TF Hub never made, numbered from 1 under
+  # their own publisher; `versions` holds the ones tfhub.dev published.
+  unpublished_versions: dict[int, Version] = dataclasses.field(default_factory=dict)
+  # [tfjs]: which releases have a TF.js deployment, and its handle and card fields.
+  tfjs: dict = dataclasses.field(default_factory=dict)
+
+  def tfjs_deployments(self, models=None, module_types=None,
+                       versions=None) -> list[TfjsDeployment]:
+    """The TF.js deployments of the releases `releases(...)` selects, in the same order."""
+    if not self.tfjs:
+      return []
+    own = {k: v for k, v in self.tfjs.items() if k not in _TFJS_FIELDS}
+    return [TfjsDeployment(parent=r, version=self.tfjs["version"], variant=self.tfjs["variant"],
+                           handle_segment=self.tfjs["handle_segment"], extra=own)
+            for r in self.releases(models, module_types, versions)
+            if r.model.name in self.tfjs["models"]
+            and r.version.tfhub_published and r.version.number in self.tfjs["parent_versions"]]
+
+  def tfjs_deployment(self, release: Release) -> TfjsDeployment:
+    """`release`'s TF.js deployment; RegistryError when it has none."""
+    for deployment in self.tfjs_deployments(models=[release.model.name],
+                                            module_types=[release.module_type],
+                                            versions=[release.version.number]):
+      if deployment.parent.version == release.version:
+        return deployment
+    having = ", ".join(d.parent.handle_with_version for d in self.tfjs_deployments()) or "none"
+    raise RegistryError(f"{release.handle_with_version} has no TF.js deployment; the releases "
+                        f"with one: {having}")
+
+  def all_versions(self) -> list[Version]:
+    """Every version, TF Hub's first, each publisher's in ascending order."""
+    return [*self.versions.values(), *self.unpublished_versions.values()]
+
+  @property
+  def publisher_names(self) -> list[str]:
+    """The first segment of every handle, in registry order."""
+    return list(dict.fromkeys(v.publisher for v in self.all_versions()))
+
+  def publisher_of(self, version: Version) -> dict:
+    """The [publishers] entry whose name `version` is published under."""
+    for entry in self.publishers.values():
+      if entry.get("name") == version.publisher:
+        return entry
+    raise RegistryError(f"version {version.number} names publisher {version.publisher!r}, "
+                        f"which no [publishers] table has")
+
+  def card_schema(self, name: str | None = None) -> CardSchema:
+    """The named card schema; None: the `[cards] default_schema`."""
+    if name is None:
+      name = self.cards.get("default_schema")
+      if name is None:
+        raise RegistryError("registry [cards] lacks default_schema")
+    try:
+      return self.card_schemas[name]
+    except KeyError:
+      raise RegistryError(
+          f"unknown card schema {name!r}; known card schemas: "
+          f"{', '.join(self.card_schemas) or 'none'}") from None
 
   def model(self, name: str) -> Model:
     try:
@@ -98,20 +243,37 @@ class Registry:
           f"{', '.join(map(str, self.versions))}") from None
 
   def handle(self, model: str, module_type: str) -> str:
-    """`google/imagenet/<model>/<module_type>`, the path a hub serves."""
+    """`<publisher>/<collection>/<model>/<module_type>` of `model`'s releases."""
+    m = self.model(model)
     check_module_type(module_type)
-    return f"{self.publisher['name']}/{self.publisher['collection']}/{model}/{module_type}"
+    versions = self.model_versions(m.name)
+    if not versions:
+      raise RegistryError(f"{m.name} has no published version, so no handle")
+    return Release(self, m, module_type, versions[0]).handle
 
   def release(self, model: str, module_type: str, version: int) -> Release:
+    """`model`'s release of `version`, numbered under the model's publisher."""
     m = self.model(model)
-    v = self.version(version)
+    self._check_version_number(version)
     check_module_type(module_type)
-    if m.name not in v.models:
-      published = [str(n) for n, ver in self.versions.items() if m.name in ver.models]
+    own = self.model_versions(m.name)
+    found = [v for v in own if v.number == int(version)]
+    if not found:
       raise RegistryError(
-          f"{m.name} has no published version {v.number}; its versions: "
-          f"{', '.join(published) or 'none'}")
-    return Release(self, m, module_type, v)
+          f"{m.name} has no published version {int(version)}; its versions: "
+          f"{', '.join(str(v.number) for v in own) or 'none'}")
+    return Release(self, m, module_type, found[0])
+
+  def _check_version_number(self, number) -> None:
+    """Raises unless some publisher has a version `number`."""
+    known = sorted({v.number for v in self.all_versions()})
+    try:
+      if int(number) in known:
+        return
+    except (TypeError, ValueError):
+      pass
+    raise RegistryError(f"unknown version {number!r}; published versions: "
+                        f"{', '.join(map(str, known))}")
 
   def releases(self, models=None, module_types=None, versions=None) -> Iterator[Release]:
     """Every published release, optionally filtered; unknown filter values raise."""
@@ -120,7 +282,7 @@ class Registry:
     for t in module_types or ():
       check_module_type(t)
     for n in versions or ():
-      self.version(n)
+      self._check_version_number(n)
     wanted_versions = {int(n) for n in versions} if versions else None
     for m in self.models.values():
       if models and m.name not in models:
@@ -128,12 +290,12 @@ class Registry:
       for t in MODULE_TYPES:
         if module_types and t not in module_types:
           continue
-        for v in self.versions.values():
-          if m.name in v.models and (wanted_versions is None or v.number in wanted_versions):
+        for v in self.model_versions(m.name):
+          if wanted_versions is None or v.number in wanted_versions:
             yield Release(self, m, t, v)
 
   def model_versions(self, model: str) -> list[Version]:
-    return [v for v in self.versions.values() if model in v.models]
+    return [v for v in self.all_versions() if model in v.models]
 
 
 def check_module_type(module_type: str) -> str:
@@ -144,12 +306,21 @@ def check_module_type(module_type: str) -> str:
 
 
 _MODEL_FIELDS = {f.name for f in dataclasses.fields(Model)} - {"name", "extra", "checkpoint_url"}
-_VERSION_FIELDS = {f.name for f in dataclasses.fields(Version)} - {"number", "extra"}
+_VERSION_FIELDS = ({f.name for f in dataclasses.fields(Version)}
+                   - {"number", "extra", "publisher", "follows"})
+# What an unpublished version takes from the published version it follows: how
+# it is written, and the card fields of that version except its history.
+_FOLLOWED_FIELDS = _VERSION_FIELDS - {"models"}
+_OWN_CARD_FIELDS = ("changelog",)  # card_quirks belong to the followed version's models.
+_PUBLISHER_ROLES = ("tfhub", "unpublished")
+# [tfjs]'s own facts; its other fields are card fields.
+_TFJS_FIELDS = ("models", "parent_versions", "handle_segment", "variant", "version")
 
 
 def from_dict(data: dict) -> Registry:
   """Builds a Registry from parsed TOML (or an edited copy of it)."""
   publisher = dict(data["publisher"])
+  publishers = _publishers(data.get("publishers", {}))
   models = {}
   for name, entry in data["models"].items():
     missing = _MODEL_FIELDS - entry.keys()
@@ -172,13 +343,165 @@ def from_dict(data: dict) -> Registry:
     core = {k: entry[k] for k in _VERSION_FIELDS}
     core["models"] = tuple(core["models"])
     extra = {k: v for k, v in entry.items() if k not in _VERSION_FIELDS}
-    versions[int(number)] = Version(number=int(number), extra=extra, **core)
+    versions[int(number)] = Version(number=int(number), extra=extra,
+                                    publisher=publishers["tfhub"]["name"], **core)
+  unpublished_versions = _unpublished_versions(data.get("unpublished_versions", {}), versions,
+                                               models, publishers)
   papers = dict(data.get("papers", {}))
   families = dict(data.get("families", {}))
   if families:
     _check_families(models, families, papers)
-  return Registry(publisher=publisher, models=models, versions=versions,
-                  cards=dict(data.get("cards", {})), papers=papers, families=families)
+  cards = dict(data.get("cards", {}))
+  card_schemas = {name: _card_schema(name, entry, models)
+                  for name, entry in data.get("card_schemas", {}).items()}
+  default_schema = cards.get("default_schema")
+  if default_schema is not None and default_schema not in card_schemas:
+    raise RegistryError(
+        f"registry [cards] default_schema {default_schema!r} is not a [card_schemas] "
+        f"table; known card schemas: {', '.join(card_schemas) or 'none'}")
+  tfjs = _tfjs(data.get("tfjs", {}), versions, models)
+  return Registry(publisher=publisher, models=models, versions=versions, cards=cards,
+                  papers=papers, families=families, card_schemas=card_schemas,
+                  publishers=publishers, unpublished_versions=unpublished_versions, tfjs=tfjs)
+
+
+def _tfjs(data: dict, versions: dict[int, Version], models: dict[str, Model]) -> dict:
+  """[tfjs]: its models have each parent version, a TF1 Hub format version of TF Hub's."""
+  if not data:
+    return {}
+  missing = [f for f in _TFJS_FIELDS if f not in data]
+  if missing:
+    raise RegistryError(f"registry [tfjs] lacks {missing}")
+  unknown = sorted(set(data["models"]) - models.keys())
+  if unknown:
+    raise RegistryError(f"registry [tfjs] names unknown models {unknown}")
+  for number in data["parent_versions"]:
+    version = versions.get(number)
+    if version is None or version.format != "hub":
+      raise RegistryError(f"registry [tfjs] parent version {number!r} is not a published "
+                          f"TF1 Hub format version (the TF.js converter reads those)")
+    lacking = [m for m in data["models"] if m not in version.models]
+    if lacking:
+      raise RegistryError(f"registry [tfjs]: {lacking} have no version {number}")
+  if not _PUBLISHER_NAME.fullmatch(str(data["handle_segment"])) or not _PUBLISHER_NAME.fullmatch(
+      str(data["variant"])):
+    raise RegistryError("registry [tfjs] handle_segment and variant must be handle segments")
+  return dict(data)
+
+
+def _publishers(data: dict) -> dict[str, dict]:
+  """[publishers.tfhub] and [publishers.unpublished]: distinct names, each with a hub_url."""
+  missing = [role for role in _PUBLISHER_ROLES if role not in data]
+  unknown = [role for role in data if role not in _PUBLISHER_ROLES]
+  if missing or unknown:
+    raise RegistryError(f"registry [publishers] must have exactly the tables "
+                        f"{', '.join(_PUBLISHER_ROLES)}; missing {missing}, unknown {unknown}")
+  for role, entry in data.items():
+    for field in ("name", "hub_url"):
+      if not isinstance(entry.get(field), str) or not entry[field]:
+        raise RegistryError(f"registry [publishers.{role}] lacks a {field}")
+    if not _PUBLISHER_NAME.fullmatch(entry["name"]):
+      raise RegistryError(f"registry [publishers.{role}] name {entry['name']!r} is not a "
+                          f"handle segment (lowercase letters, digits, '-', '_')")
+  if data["tfhub"]["name"] == data["unpublished"]["name"]:
+    raise RegistryError(
+        f"registry [publishers]: the releases TF Hub never made must not use TF Hub's "
+        f"publisher name {data['tfhub']['name']!r}")
+  return {role: dict(data[role]) for role in _PUBLISHER_ROLES}
+
+
+def _unpublished_versions(data: dict, published: dict[int, Version], models: dict[str, Model],
+                          publishers: dict[str, dict]) -> dict[int, Version]:
+  """[unpublished_versions.N]: numbered from 1, each following a published version."""
+  numbers = sorted(int(n) for n in data)
+  if numbers != list(range(1, len(numbers) + 1)):
+    raise RegistryError(f"registry [unpublished_versions] must be numbered 1, 2, ... "
+                        f"without gaps; got {numbers}")
+  tfhub_models = {m for v in published.values() for m in v.models}
+  versions = {}
+  for number, entry in sorted(data.items(), key=lambda kv: int(kv[0])):
+    where = f"registry unpublished version {number}"
+    missing = [f for f in ("follows", "models") if f not in entry]
+    if missing:
+      raise RegistryError(f"{where} lacks {missing}")
+    followed = published.get(entry["follows"])
+    if followed is None:
+      raise RegistryError(f"{where} follows {entry['follows']!r}, which is no published "
+                          f"version; published versions: {', '.join(map(str, published))}")
+    unknown = set(entry["models"]) - models.keys()
+    if unknown:
+      raise RegistryError(f"{where} names unknown models {sorted(unknown)}")
+    on_tfhub = sorted(set(entry["models"]) & tfhub_models)
+    if on_tfhub:
+      raise RegistryError(f"{where} names {on_tfhub}, which TF Hub published")
+    stated_twice = sorted((set(entry) - {"follows", "models"}) - set(_OWN_CARD_FIELDS))
+    if stated_twice:
+      raise RegistryError(f"{where} sets {stated_twice}, which come from the version it "
+                          f"follows; it may set only {', '.join(_OWN_CARD_FIELDS)}")
+    extra = {k: v for k, v in followed.extra.items()
+             if k not in _OWN_CARD_FIELDS and k != "card_quirks"}
+    extra.update({k: entry[k] for k in _OWN_CARD_FIELDS if k in entry})
+    versions[int(number)] = Version(
+        number=int(number), extra=extra, models=tuple(entry["models"]),
+        publisher=publishers["unpublished"]["name"], follows=followed.number,
+        **{f: getattr(followed, f) for f in _FOLLOWED_FIELDS})
+  return versions
+
+
+_SCHEMA_FIELDS = ("keys", "required", "repeatable", "renamed", "values", "omitted")
+_OPTIONAL_SCHEMA_FIELDS = ("tfjs_required",)
+
+
+def _card_schema(name: str, entry: dict, models: dict[str, Model]) -> CardSchema:
+  """Builds one [card_schemas.<name>] table; every value it writes must be allowed."""
+  where = f"registry card schema {name!r}"
+  missing = [f for f in _SCHEMA_FIELDS if f not in entry]
+  if missing:
+    raise RegistryError(f"{where} lacks {missing}")
+  keys = {k: tuple(v) for k, v in entry["keys"].items()}
+  for field in ("required", "repeatable", *_OPTIONAL_SCHEMA_FIELDS):
+    unknown = [k for k in entry.get(field, ()) if k not in keys]
+    if unknown:
+      raise RegistryError(f"{where}: {field} names unknown keys {unknown}; its keys: {', '.join(keys)}")
+  unknown = [k for k in entry["renamed"].values() if k not in keys]
+  if unknown:
+    raise RegistryError(f"{where}: renamed names unknown keys {unknown}; its keys: {', '.join(keys)}")
+  values = {}
+  for key, spec in entry["values"].items():
+    if key not in keys:
+      raise RegistryError(f"{where}: values for unknown key {key!r}; its keys: {', '.join(keys)}")
+    if isinstance(spec, str):
+      value = CardValue(every=spec)
+    elif isinstance(spec, dict) and len(spec) == 1 and "by_model" in spec:
+      unknown = [m for m in spec["by_model"] if m not in models]
+      if unknown:
+        raise RegistryError(f"{where}: {key}.by_model names unknown models {unknown}")
+      value = CardValue(by_model=dict(spec["by_model"]))
+    elif isinstance(spec, dict) and len(spec) == 1 and "by_module_type" in spec:
+      unknown = [t for t in spec["by_module_type"] if t not in MODULE_TYPES]
+      if unknown:
+        raise RegistryError(f"{where}: {key}.by_module_type names unknown module types {unknown}")
+      value = CardValue(by_module_type=dict(spec["by_module_type"]))
+    else:
+      raise RegistryError(
+          f"{where}: values.{key} must be a text, a by_model table or a by_module_type table")
+    allowed = keys[key]
+    wrong = [v for v in value.all_values() if allowed and v not in allowed]
+    if wrong:
+      raise RegistryError(f"{where}: {key} values {wrong} are not among its allowed values "
+                          f"{', '.join(allowed)}")
+    values[key] = value
+  omitted = {k: tuple(v) for k, v in entry["omitted"].items()}
+  for key, names in omitted.items():
+    if key not in keys or key in entry["required"]:
+      raise RegistryError(f"{where}: omitted names {key!r}, which is not an optional key")
+    unknown = [m for m in names if m not in models]
+    if unknown:
+      raise RegistryError(f"{where}: omitted.{key} names unknown models {unknown}")
+  return CardSchema(name=name, keys=keys, required=tuple(entry["required"]),
+                    repeatable=tuple(entry["repeatable"]), renamed=dict(entry["renamed"]),
+                    values=values, omitted=omitted,
+                    tfjs_required=tuple(entry.get("tfjs_required", ())))
 
 
 def _check_families(models: dict[str, Model], families: dict, papers: dict) -> None:

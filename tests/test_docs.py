@@ -1,5 +1,6 @@
 """Model cards: generated from the registry, byte-identical to the published ones."""
 import copy
+import hashlib
 import re
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from exporters.cards import docs_lib
 
 REFERENCE_DOCS = SHARED / "reference-docs"
 RELEASES = list(registry.default().releases())
+DEPLOYMENTS = registry.default().tfjs_deployments()
 # The models and versions ../shared/reference-docs holds every published card of.
 REFERENCE_MODELS = ("nasnet_mobile", "pnasnet_large")
 REFERENCE_VERSIONS = (1, 2, 3, 4)
@@ -109,7 +111,8 @@ def test_every_card_passes_the_validator(cards, release):
 
 
 def test_one_card_per_published_release(cards):
-  assert sorted(cards) == sorted(str(docs_lib.card_path(r)) for r in RELEASES)
+  assert sorted(cards) == sorted([str(docs_lib.card_path(r)) for r in RELEASES]
+                                 + [str(docs_lib.deployment_card_path(d)) for d in DEPLOYMENTS])
 
 
 def test_committed_docs_match_a_fresh_generation():
@@ -149,7 +152,7 @@ FIELD_EDITS = {
     "batch_norm_momentum": (_set(["versions", "4", "batch_norm_momentum"], 0.95), "defaults to 0.95",
                             lambda path: path.endswith("/4.md")),
     "training_source": (_set(["families", "pnasnet", "training_source", "name"], "PNASNet's models"),
-                        "[PNASNet's models]", lambda path: "/pnasnet_large/" in path),
+                        "[PNASNet's models]", lambda path: "/pnasnet_" in path),
     "paper": (_set(["papers", "nasnet", "year"], 2018), "), 2018.", lambda path: True),
     "changelog": (_set(["versions", "2", "changelog"], ["Fixed UPDATE_OPS."]), "  * Fixed UPDATE_OPS.",
                   lambda path: "/pnasnet_large/" in path and not path.endswith("/1.md")),
@@ -166,7 +169,8 @@ def test_a_registry_field_changes_exactly_the_cards_that_mention_it(cards, field
   edited = _render_all(data)
   assert sorted(edited) == sorted(cards)
   changed = {path for path in cards if edited[path] != cards[path]}
-  assert changed == {path for path in cards if affected(path)}
+  # A TF.js card states none of these fields (only its parent's handle).
+  assert changed == {path for path in cards if affected(path) and "/tfjs/" not in path}
   for path in changed:
     assert new_text in edited[path], f"{path} lacks {new_text!r}"
 
@@ -174,8 +178,11 @@ def test_a_registry_field_changes_exactly_the_cards_that_mention_it(cards, field
 def test_version_2_changelog_appears_only_in_pnasnet_large_cards(cards):
   for path, text in cards.items():
     has_v2 = "#### Version 2" in text
-    assert has_v2 == ("/pnasnet_large/" in path and not path.endswith("/1.md")), path
-    assert ("UPDATE_OPS" in text) == has_v2, path
+    if path.startswith("google/"):
+      assert has_v2 == ("/pnasnet_large/" in path and not path.endswith("/1.md")), path
+      assert ("UPDATE_OPS" in text) == has_v2, path
+    else:  # pnasnet_mobile's own version 2.
+      assert has_v2 == path.endswith("/2.md") and "UPDATE_OPS" not in text, path
 
 
 def test_version_5_cards_describe_the_serving_signature(cards):
@@ -231,26 +238,30 @@ def test_an_invalid_card_stops_the_run_before_anything_is_written(tmp_path):
 def test_run_writes_checks_and_prunes(tmp_path):
   config = docs_lib.DocsConfig(output_dir=tmp_path)
   first = docs_lib.run(config)
-  assert len(first.changed) == len(RELEASES) and not first.removed
+  assert len(first.changed) == len(RELEASES) + len(DEPLOYMENTS) and not first.removed
   assert docs_lib.run(config).up_to_date
   card = tmp_path / "google/models/imagenet/nasnet_large/feature_vector/5.md"
   card.write_text("edited\n")
   stale = tmp_path / "google/models/imagenet/pnasnet_mobile/classification/1.md"
   stale.parent.mkdir(parents=True)
   stale.write_text("# Module google/imagenet/pnasnet_mobile/classification/1\n")
+  stale_tfjs = tmp_path / "google/models/imagenet/nasnet_large/classification/1/default/tfjs/1.md"
+  stale_tfjs.parent.mkdir(parents=True)
+  stale_tfjs.write_text("# Tfjs google/imagenet/nasnet_large/classification/1/default/1\n")
   unrelated = tmp_path / "google/models/imagenet/README.md"
   unrelated.write_text("kept\n")
 
   checked = docs_lib.run(docs_lib.DocsConfig(output_dir=tmp_path, check=True))
   assert checked.changed == ("google/models/imagenet/nasnet_large/feature_vector/5.md",)
-  assert checked.removed == ("google/models/imagenet/pnasnet_mobile/classification/1.md",)
+  assert checked.removed == ("google/models/imagenet/nasnet_large/classification/1/default/tfjs/1.md",
+                             "google/models/imagenet/pnasnet_mobile/classification/1.md")
   assert card.read_text() == "edited\n" and stale.exists()
 
   filtered = docs_lib.run(docs_lib.DocsConfig(output_dir=tmp_path, models=("nasnet_large",)))
   assert filtered.changed == checked.changed and filtered.removed == ()
   assert stale.exists()
   assert docs_lib.run(config).removed == checked.removed
-  assert not stale.exists() and unrelated.exists()
+  assert not stale.exists() and not stale_tfjs.exists() and unrelated.exists()
   assert docs_lib.run(config).up_to_date
   assert not list(tmp_path.rglob("*.tmp"))
 
@@ -333,3 +344,301 @@ def test_validator_accepts_every_published_card(relative_path):
   parts = relative_path.removesuffix(".md").split("/")
   handle = "/".join([parts[0], *parts[2:]])  # google/models/imagenet/... -> google/imagenet/...
   assert card_validator.validate((REFERENCE_DOCS / relative_path).read_text(), handle) == []
+
+
+# --- Card schemas: the same cards in the hub's 2021-04 and 2021-06 metadata. ---
+
+HUB_HASHES = REPO / "tests" / "data" / "tfhub_dev_cards.sha256"
+CARD_SCHEMAS = ("2021-04", "2021-06")
+
+
+def _hub_hashes(schema: str) -> dict[str, str]:
+  """Path -> sha256 of the card tfhub.dev published in `schema` (see the file's header)."""
+  hashes = {}
+  for line in HUB_HASHES.read_text().splitlines():
+    if line and not line.startswith("#"):
+      digest, name, path = line.split(" ")
+      if name == schema:
+        hashes[path] = digest
+  return hashes
+
+
+@pytest.fixture(scope="module")
+def cards_by_schema():
+  return {schema: docs_lib.render_cards(docs_lib.DocsConfig(output_dir=REPO / "docs",
+                                                            card_schema=schema))
+          for schema in CARD_SCHEMAS}
+
+
+@pytest.mark.parametrize("schema", CARD_SCHEMAS)
+def test_every_card_hashes_to_the_one_tfhub_dev_published_in_its_schema(cards_by_schema, schema):
+  expected = _hub_hashes(schema)
+  assert len(expected) == 30
+  generated = {path: hashlib.sha256(text.encode("utf-8")).hexdigest()
+               for path, text in cards_by_schema[schema].items() if path in expected}
+  assert sorted(generated) == sorted(expected), "a card tfhub.dev published was not generated"
+  wrong = [path for path in expected if generated[path] != expected[path]]
+  assert not wrong, f"cards that differ from tfhub.dev's in card schema {schema}: {wrong}"
+
+
+def test_the_default_schema_is_2021_04_and_what_docs_holds(cards, cards_by_schema):
+  assert registry.default().card_schema().name == "2021-04"
+  assert cards == cards_by_schema["2021-04"]
+  for path, text in cards.items():
+    assert (REPO / "docs" / path).read_bytes() == text.encode("utf-8"), path
+
+
+METADATA_CHANGES = {  # 2021-04 line -> 2021-06 line, in place.
+    "<!-- dataset: ImageNet (ILSVRC-2012-CLS) -->": "<!-- dataset: imagenet-ilsvrc-2012-cls -->",
+    "<!-- module-type: image-classification -->": "<!-- task: image-classification -->",
+    "<!-- module-type: image-feature-vector -->": "<!-- task: image-feature-vector -->",
+    "<!-- network-architecture: NASNet-A (mobile) -->": "<!-- network-architecture: nasnet-a-mobile -->",
+    "<!-- network-architecture: NASNet-A (large) -->": "<!-- network-architecture: nasnet-a-large -->",
+    "<!-- network-architecture: PNASNet-5 (large) -->": "<!-- network-architecture: pnasnet-5-large -->",
+}
+
+
+def test_2021_06_cards_differ_from_2021_04_only_in_three_metadata_lines(cards_by_schema):
+  old, new = cards_by_schema["2021-04"], cards_by_schema["2021-06"]
+  assert sorted(old) == sorted(new)
+  for path in old:
+    old_lines, new_lines = old[path].split("\n"), new[path].split("\n")
+    if "/tfjs/" in path:  # A TF.js card's metadata has no schema-dependent line.
+      assert old[path] == new[path], path
+      continue
+    if "/pnasnet_mobile/" in path:  # 2021-06 has no id for it: the line is left out.
+      old_lines.remove("<!-- network-architecture: PNASNet-5 (mobile) -->")
+      assert not any("network-architecture" in line for line in new_lines), path
+      assert len([a for a, b in zip(old_lines, new_lines) if a != b]) == 2, path
+      continue
+    assert len(old_lines) == len(new_lines), path
+    changed = [(a, b) for a, b in zip(old_lines, new_lines) if a != b]
+    assert all(METADATA_CHANGES.get(a) == b for a, b in changed), (path, changed)
+    # pnasnet_large's version 1 cards have only the module-type line of the three.
+    assert len(changed) == (1 if path.startswith("google/models/imagenet/pnasnet_large/")
+                            and path.endswith("/1.md") else 3), (path, changed)
+
+
+def _schema(name):
+  return registry.default().card_schema(name)
+
+
+def _card_in(schema, release=("nasnet_mobile", "feature_vector", 5)):
+  return docs_lib.render_card(registry.default().release(*release), card_schema=schema)
+
+
+@pytest.mark.parametrize("breakage, problem", [
+    (lambda t: t.replace("dataset: imagenet-ilsvrc-2012-cls", "dataset: ImageNet (ILSVRC-2012-CLS)"),
+     "metadata dataset: 'ImageNet (ILSVRC-2012-CLS)' is not one of imagenet-ilsvrc-2012-cls "
+     "(card schema 2021-06)"),
+    (lambda t: t.replace("network-architecture: nasnet-a-mobile", "network-architecture: NASNet-A (mobile)"),
+     "metadata network-architecture: 'NASNet-A (mobile)' is not one of nasnet-a-large, "
+     "nasnet-a-mobile, pnasnet-5-large"),
+    (lambda t: t.replace("<!-- task: image-feature-vector -->\n", ""),
+     "metadata lacks required key 'task' (card schema 2021-06)"),
+    (lambda t: t.replace("<!-- task: image-feature-vector -->", "<!-- module-type: image-feature-vector -->"),
+     "unknown metadata key 'module-type' in card schema 2021-06"),
+    (lambda t: t.replace("task: image-feature-vector", "task: image-classification"),
+     "metadata task 'image-classification' does not fit the handle's module type 'feature_vector'"),
+    (lambda t: t.replace("task: image-feature-vector", "task: image-segmentation"),
+     "metadata task: 'image-segmentation' is not one of image-classification, image-feature-vector"),
+    (lambda t: t.replace("<!-- format: saved_model_2 -->", "<!-- format: saved_model_2 -->\n"
+                         "<!-- format: saved_model_2 -->"), "metadata key 'format' is repeated"),
+], ids=["dataset-name", "architecture-name", "no-task", "module-type", "wrong-task", "unknown-task",
+        "repeated-format"])
+def test_2021_06_validator_names_each_broken_rule(breakage, problem):
+  schema = _schema("2021-06")
+  text = _card_in("2021-06")
+  assert card_validator.validate(text, schema=schema) == []
+  broken = breakage(text)
+  assert broken != text
+  problems = card_validator.validate(broken, schema=schema)
+  assert any(problem in p for p in problems), problems
+  with pytest.raises(card_validator.CardError, match=re.escape(problem)):
+    card_validator.check(broken, where="card.md", schema=schema)
+
+
+def test_2021_06_allows_repeated_tag_keys_as_the_hub_does():
+  text = _card_in("2021-06").replace(
+      "<!-- task: image-feature-vector -->",
+      "<!-- task: image-feature-vector -->\n<!-- task: image-classification -->")
+  assert card_validator.validate(text, "google/imagenet/nasnet_mobile/feature_vector/5",
+                                 _schema("2021-06")) == []
+  assert "metadata key 'module-type' is repeated" in card_validator.validate(
+      text.replace("task:", "module-type:"), schema=_schema("2021-04"))
+
+
+def test_each_schema_rejects_the_others_cards():
+  """A 2021-04 card is not a valid 2021-06 card, and the other way round."""
+  old_problems = card_validator.validate(_card_in("2021-04"), schema=_schema("2021-06"))
+  assert "metadata lacks required key 'task' (card schema 2021-06)" in old_problems
+  assert any(p.startswith("unknown metadata key 'module-type'") for p in old_problems)
+  new_problems = card_validator.validate(_card_in("2021-06"), schema=_schema("2021-04"))
+  assert "metadata lacks required key 'module-type' (card schema 2021-04)" in new_problems
+  assert any(p.startswith("unknown metadata key 'task'") for p in new_problems)
+  # Display names are fine in 2021-04, as they were on the hub then.
+  assert card_validator.validate(_card_in("2021-04"), schema=_schema("2021-04")) == []
+
+
+def test_a_model_without_an_id_in_the_schema_fails_loudly():
+  data = _registry_data()
+  del data["card_schemas"]["2021-06"]["values"]["network-architecture"]["by_model"]["nasnet_large"]
+  reg = registry.from_dict(data)
+  assert docs_lib.render_cards(docs_lib.DocsConfig(output_dir=REPO / "docs"), reg)  # 2021-04 unaffected.
+  with pytest.raises(registry.RegistryError,
+                     match="nasnet_large/classification/1: card schema 2021-06 gives no "
+                           "'network-architecture' value for model 'nasnet_large'"):
+    docs_lib.render_cards(docs_lib.DocsConfig(output_dir=REPO / "docs", card_schema="2021-06"), reg)
+
+
+def test_cli_writes_either_schema_and_rejects_an_unknown_one(tmp_path):
+  expected = _hub_hashes("2021-06")
+  written = _cli(f"--output_dir={tmp_path}", "--card_schema=2021-06")
+  assert written.returncode == 0, written.stderr
+  num_cards = len(RELEASES) + len(DEPLOYMENTS)
+  assert f"{num_cards} cards validated (card schema 2021-06)" in written.stdout
+  for path, digest in expected.items():
+    assert hashlib.sha256((tmp_path / path).read_bytes()).hexdigest() == digest, path
+  stale = _cli(f"--output_dir={tmp_path}", "--check")  # Against the default, 2021-04.
+  assert stale.returncode == 1
+  assert len([line for line in stale.stdout.splitlines()
+              if line.startswith("would write")]) == len(RELEASES)  # TF.js cards: the same.
+  unknown = _cli(f"--output_dir={tmp_path / 'other'}", "--card_schema=2021-05")
+  assert unknown.returncode == 2
+  assert unknown.stderr.strip().splitlines() == [
+      "docs: unknown card schema '2021-05'; known card schemas: 2021-04, 2021-06"]
+  assert not (tmp_path / "other").exists()
+
+
+# --- pnasnet_mobile: released as a TF-Slim checkpoint, never published by TF Hub. ---
+
+PNASNET_MOBILE = [r for r in registry.default().releases(models=["pnasnet_mobile"])]
+UNPUBLISHED_SENTENCE = "was exported from the released TF-Slim checkpoint; it was not published by TF Hub."
+
+
+@pytest.mark.parametrize("schema", CARD_SCHEMAS)
+def test_pnasnet_mobile_cards_state_its_facts_under_their_own_publisher(cards_by_schema, schema):
+  publisher = registry.default().publishers["unpublished"]["name"]
+  hub_url = registry.default().publishers["unpublished"]["hub_url"]
+  assert publisher != "google"
+  for release in PNASNET_MOBILE:
+    path = str(docs_lib.card_path(release))
+    assert path == (f"{publisher}/models/imagenet/pnasnet_mobile/{release.module_type}/"
+                    f"{release.version.number}.md")
+    text = cards_by_schema[schema][path]
+    noun = "module" if release.version.format == "hub" else "model"
+    assert text.splitlines()[0] == f"# Module {release.handle_with_version}"
+    assert text.count(UNPUBLISHED_SENTENCE) == 1 and f"This {noun} {UNPUBLISHED_SENTENCE}" in text
+    for fact in ("uses 9 cells (plus 2 for the \"ImageNet stem\")",
+                 "starting with 54 convolutional filters (after the stem)",
+                 "It has an input size of 224x224 pixels.", "224 x 224 pixels",
+                 "implementation `pnasnet_mobile` of PNASNet-5",
+                 "`pnasnet-5_mobile_2017_12_13/model.ckpt`"):
+      assert fact in text, (path, fact)
+    if release.module_type == "feature_vector" and release.version.format == "saved_model_2":
+      assert "`num_features` = 1080" in text
+    assert f"{hub_url}{release.handle_with_version}" in text
+    assert "google/imagenet" not in text and "tfhub.dev/" not in text, path
+    assert card_validator.validate(text, release.handle_with_version, _schema(schema)) == []
+    architecture = [line for line in text.splitlines() if "network-architecture" in line]
+    assert architecture == (["<!-- network-architecture: PNASNet-5 (mobile) -->"]
+                            if schema == "2021-04" else []), path
+  # TF Hub's own cards say nothing of the kind.
+  assert not [p for p, t in cards_by_schema[schema].items()
+              if p.startswith("google/") and "not published by TF Hub" in t]
+
+
+def test_pnasnet_mobile_cards_follow_the_published_versions_they_name(cards):
+  """Version 1 reads like google's version 3 (bn_hparams signatures), version 2 like version 5."""
+  reg = registry.default()
+  for module_type in registry.MODULE_TYPES:
+    for number, followed in ((1, 3), (2, 5)):
+      own = cards[str(docs_lib.card_path(reg.release("pnasnet_mobile", module_type, number)))]
+      published = cards[str(docs_lib.card_path(reg.release("pnasnet_large", module_type, followed)))]
+      own_metadata = [line.split(":")[0] for line in own.splitlines() if line.startswith("<!--")]
+      published_metadata = [line.split(":")[0] for line in published.splitlines()
+                            if line.startswith("<!--")]
+      assert own_metadata == published_metadata
+      sections = lambda text: [line for line in text.splitlines()
+                               if line.startswith("## ") and line != "## Changelog"]
+      assert sections(own) == sections(published)
+      assert ("_with_bn_hparams" in own) == (number == 1)
+
+
+def test_the_unpublished_publisher_is_one_registry_edit():
+  data = _registry_data()
+  data["publishers"]["unpublished"].update(name="acme-ml", hub_url="https://models.example/")
+  cards = _render_all(data)
+  own = [p for p in cards if "/pnasnet_mobile/" in p]
+  assert len(own) == 4 and all(p.startswith("acme-ml/models/imagenet/") for p in own)
+  text = cards["acme-ml/models/imagenet/pnasnet_mobile/feature_vector/2.md"]
+  assert text.startswith("# Module acme-ml/imagenet/pnasnet_mobile/feature_vector/2\n")
+  assert 'hub.KerasLayer("https://models.example/acme-ml/imagenet/pnasnet_mobile/feature_vector/2"' in text
+
+
+# --- TF.js deployments ([tfjs] in the registry): their own short cards. ---
+
+TFJS_CARD_PATHS = [
+    f"google/models/imagenet/nasnet_mobile/{t}/{v}/default/tfjs/1.md"
+    for t in ("classification", "feature_vector") for v in (1, 3)]
+
+
+@pytest.mark.parametrize("schema", CARD_SCHEMAS)
+def test_the_four_tfjs_cards_hash_to_the_published_ones(cards_by_schema, schema):
+  expected = {p: h for p, h in _hub_hashes(schema).items() if "/tfjs/" in p}
+  assert sorted(expected) == sorted(TFJS_CARD_PATHS)
+  assert sorted(str(docs_lib.deployment_card_path(d)) for d in DEPLOYMENTS) == sorted(expected)
+  for path, digest in expected.items():
+    text = cards_by_schema[schema][path]
+    assert hashlib.sha256(text.encode("utf-8")).hexdigest() == digest, path
+    deployment = DEPLOYMENTS[[str(docs_lib.deployment_card_path(d)) for d in DEPLOYMENTS]
+                             .index(path)]
+    assert card_validator.validate_tfjs(text, deployment.card_handle, _schema(schema)) == []
+    assert text.splitlines()[0] == f"# Tfjs {deployment.card_handle}"
+    assert f'"https://tfhub.dev/{deployment.handle}"' in text
+
+
+def _tfjs_card():
+  return docs_lib.render_deployment_card(DEPLOYMENTS[0])
+
+
+@pytest.mark.parametrize("breakage, problem", [
+    (lambda t: t.replace("# Tfjs ", "# Module "), "line 1 must read '# Tfjs "),
+    (lambda t: t.replace("<!-- parent-model: google/imagenet/nasnet_mobile/classification/1 -->\n",
+                         ""), "metadata lacks required key 'parent-model' of a TF.js card"),
+    (lambda t: t.replace("parent-model: google/imagenet/nasnet_mobile/classification/1",
+                         "parent-model: google/imagenet/nasnet_mobile/classification/3"),
+     "metadata parent-model 'google/imagenet/nasnet_mobile/classification/3' is not the "
+     "title's parent"),
+    (lambda t: t.replace("asset-path: legacy", "asset-path: elsewhere"),
+     "metadata asset-path: 'elsewhere' is not one of legacy, internal"),
+    (lambda t: t.replace("## Origin", "## Overview"), "a TF.js card has the sections Origin, "
+     "Example use in this order, got Overview, Example use"),
+    (lambda t: t.replace(", { fromTFHub: true }", ""), "the example must load the model with"),
+    (lambda t: t.rstrip("\n"), "the card must end with a newline"),
+])
+def test_tfjs_validator_names_each_broken_rule(breakage, problem):
+  assert card_validator.validate_tfjs(_tfjs_card()) == []
+  problems = card_validator.validate_tfjs(breakage(_tfjs_card()))
+  assert any(p.startswith(problem) for p in problems), problems
+
+
+def test_tfjs_validator_checks_the_card_is_for_its_deployment():
+  problems = card_validator.validate_tfjs(_tfjs_card(), DEPLOYMENTS[1].card_handle)
+  assert problems == [f"line 1 names {DEPLOYMENTS[0].card_handle!r}, but the card is for "
+                      f"{DEPLOYMENTS[1].card_handle!r}"]
+
+
+def test_tfjs_cards_follow_the_registry():
+  """The [tfjs] table decides which releases have a deployment, and its card's facts."""
+  data = _registry_data()
+  data["tfjs"]["parent_versions"] = [3]
+  data["tfjs"]["asset_path"] = "internal"
+  cards = _render_all(data)
+  tfjs = sorted(p for p in cards if "/tfjs/" in p)
+  assert tfjs == [p for p in sorted(TFJS_CARD_PATHS) if "/3/" in p]
+  assert all("<!-- asset-path: internal -->" in cards[p] for p in tfjs)
+  data["tfjs"]["parent_versions"] = [4]
+  with pytest.raises(registry.RegistryError, match=r"parent version 4 is not a published TF1 "
+                     r"Hub format version"):
+    registry.from_dict(data)

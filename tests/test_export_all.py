@@ -37,7 +37,7 @@ NUM_RELEASES = len(nasnet_mobile_releases())
 def config(tmp_path, **kw):
   fields = dict(checkpoint_dir=str(tmp_path / "checkpoints"), export_dir=str(tmp_path / "exports"),
                 models=("nasnet_mobile",), mirror=str(tmp_path / "empty_mirror"),
-                exporter=FAKE_EXPORTER, heartbeat_s=0, in_process=True)
+                exporter=FAKE_EXPORTER, heartbeat_s=0, in_process=True, tfjs=False)
   fields.update(kw)
   return export_tree.ExportAllConfig(**fields)
 
@@ -89,8 +89,9 @@ def test_exports_everything_then_nothing_then_what_changed(tmp_path, fake_ckpts)
 
   again, output = run(cfg)
   assert statuses(again) == ["up to date"] * NUM_RELEASES
-  assert f"all {NUM_RELEASES} export(s) up to date; no export work done" in output
-  assert "exporting" not in output and again.cards_written == 0
+  # One line, not one per release (`make publish` runs export-all first).
+  assert output == f"all {NUM_RELEASES} release(s) up to date; no export work done"
+  assert again.cards_written == 0
 
   # A new file time alone changes nothing: the stamp is over the content.
   for path in (fake_ckpts / "nasnet_mobile").iterdir():
@@ -136,9 +137,11 @@ def test_table(tmp_path, fake_ckpts):
   result, _ = run(config(tmp_path, module_types=("classification",)))
   table = export_tree.format_table(result.rows).splitlines()
   assert table[0].split() == ["handle", "version", "format", "size", "seconds", "verified"]
-  assert len(table) == 2 + len(result.rows)
+  assert len(table) == 2 + len(result.rows) + 1
   assert table[2].split()[:3] == [str(HANDLE_DIR), "1", "hub"]
   assert table[2].split()[-1] == "yes" and "KiB" in table[2]
+  assert table[-1] == ("checkpoint of nasnet_mobile: unverified local checkpoint: never matched "
+                       "against a pinned release archive; check it before publishing")
   result, _ = run(config(tmp_path, module_types=("classification",)))
   assert export_tree.format_table(result.rows).splitlines()[2].endswith("yes (up to date)")
 
@@ -255,7 +258,8 @@ def test_full_disk_during_a_real_model_run(tmp_path, ckpt_factory, monkeypatch):
     run(cfg)
   assert "no space left on the device" in e.value.result.rows[0].error
   exports = tmp_path / "exports"
-  assert sorted(p.name for p in (exports / HANDLE_DIR).iterdir()) == ["4.md"]
+  # No card for the failed release, and the folders the model run made for it are gone.
+  assert not (exports / HANDLE_DIR).exists()
   monkeypatch.setattr(formats, "writer_for", lambda fmt: _TinyWriter)
   result, _ = run(cfg)
   assert statuses(result) == ["exported"]
@@ -285,7 +289,8 @@ from exporters import export_tree
 signal.signal(signal.SIGTERM, export_tree.interrupt_on_signal)
 config = export_tree.ExportAllConfig(
     checkpoint_dir=sys.argv[1], export_dir=sys.argv[2], models=("nasnet_mobile", "nasnet_large"),
-    jobs=2, memory_budget_gb=100, exporter="tests.trees:fake_export_model", heartbeat_s=0)
+    jobs=2, memory_budget_gb=100, exporter="tests.trees:fake_export_model", heartbeat_s=0,
+    tfjs=False)
 try:
   export_tree.run(config)
 except KeyboardInterrupt:
@@ -395,7 +400,8 @@ def test_real_export_all_writes_every_version_and_card(nasnet_mobile_tree):
 def test_real_second_run_does_no_export_work(nasnet_mobile_tree):
   tree = nasnet_mobile_tree
   cfg = export_tree.ExportAllConfig(checkpoint_dir=str(tree.checkpoint_dir),
-                                       export_dir=str(tree.export_dir), models=("nasnet_mobile",))
+                                       export_dir=str(tree.export_dir), models=("nasnet_mobile",),
+                                       tfjs=False)
   result, output = run(cfg)
   assert statuses(result) == ["up to date"] * NUM_RELEASES
   assert "no export work done" in output and "exporting" not in output
@@ -405,7 +411,8 @@ def test_real_second_run_does_no_export_work(nasnet_mobile_tree):
 def test_real_changed_checkpoint_makes_every_release_stale(nasnet_mobile_tree, tmp_path):
   tree = nasnet_mobile_tree
   cfg = export_tree.ExportAllConfig(checkpoint_dir=str(tree.checkpoint_dir),
-                                       export_dir=str(tree.export_dir), models=("nasnet_mobile",))
+                                       export_dir=str(tree.export_dir), models=("nasnet_mobile",),
+                                       tfjs=False)
   reg = registry.default()
   planned = plan_lib.releases(cfg, reg)
   prefix = tree.checkpoint_dir / "nasnet_mobile" / "model.ckpt"
@@ -488,9 +495,236 @@ def test_release_bytes_do_not_depend_on_the_plan(nasnet_mobile_tree, tmp_path):
   cfg = export_tree.ExportAllConfig(
       checkpoint_dir=str(nasnet_mobile_tree.checkpoint_dir), export_dir=str(tmp_path / "exports"),
       models=("nasnet_mobile",), module_types=("classification",), versions=(3, 5),
-      in_process=True, heartbeat_s=0)
+      in_process=True, heartbeat_s=0, tfjs=False)
   result, _ = run(cfg)
   assert statuses(result) == ["exported", "exported"]
   for release in nasnet_mobile_releases(module_types=["classification"], versions=[3, 5]):
     assert_same_bytes(export_tree.export_path(tmp_path / "exports", release),
                       export_tree.export_path(nasnet_mobile_tree.export_dir, release))
+
+
+# ---- Provenance, failed releases' cards, a quiet CLI.
+
+def _pin(lock_file: pathlib.Path, prefix: pathlib.Path, model="nasnet_mobile") -> str:
+  """A lock file pinning an archive whose checkpoint content is the one at `prefix`."""
+  from checkpoints import fetch_lib
+  archive_sha256 = "ab" * 32
+  lock_file.write_text(json.dumps({"archives": {fetch_lib.entry(model).archive_name: {
+      "sha256": archive_sha256, "size": 1,
+      "checkpoint_sha256": fetch_lib.checkpoint_sha256(prefix)}}}))
+  return archive_sha256
+
+
+def test_checkpoint_provenance_in_stamps_and_table(tmp_path, fake_ckpts):
+  """Placed by hand: "unverified local checkpoint"; once pinned, the stamps say so without
+  exporting again (same bytes); a stamp of format 2 gets its provenance the same way."""
+  exports = tmp_path / "exports"
+  lock_file = tmp_path / "lock.json"
+  cfg = config(tmp_path, versions=(4,), lock_file=str(lock_file))
+  result, _ = run(cfg)
+  assert statuses(result) == ["exported", "exported"]
+  releases = nasnet_mobile_releases(versions=[4])
+  for release in releases:
+    stamp = export_tree.read_stamp(export_tree.stamp_path(exports, release))
+    assert stamp.checkpoint_provenance == "unverified local checkpoint"
+  assert "checkpoint of nasnet_mobile: unverified local checkpoint: never matched against a " \
+         "pinned release archive" in export_tree.format_table(result.rows)
+
+  archive_sha256 = _pin(lock_file, fake_ckpts / "nasnet_mobile" / "model.ckpt")
+  result, _ = run(cfg)
+  assert statuses(result) == ["up to date", "up to date"]
+  for release in releases:
+    stamp = export_tree.read_stamp(export_tree.stamp_path(exports, release))
+    assert stamp.checkpoint_provenance == f"pinned archive sha256 {archive_sha256}"
+  table = export_tree.format_table(result.rows)
+  assert table.splitlines()[-1] == \
+      f"checkpoint of nasnet_mobile: pinned archive sha256 {archive_sha256[:12]}…"
+  assert export_tree.provenance_lines(result.rows, only_unverified=True) == []
+
+  # A stamp written before provenance was recorded (format 2): up to date, then stamped.
+  path = export_tree.stamp_path(exports, releases[0])
+  data = json.loads(path.read_text())
+  del data["checkpoint_provenance"]
+  path.write_text(json.dumps(dict(data, format=2)))
+  assert export_tree.read_stamp(path).checkpoint_provenance == stamps.UNKNOWN_PROVENANCE
+  assert statuses(run(cfg)[0]) == ["up to date", "up to date"]
+  assert export_tree.read_stamp(path).checkpoint_provenance == \
+      f"pinned archive sha256 {archive_sha256}"
+
+  # Changed by hand after it was pinned: unverified again (and exported again: new bytes).
+  (fake_ckpts / "nasnet_mobile" / "model.ckpt.data-00000-of-00001").write_bytes(b"data v2")
+  result, _ = run(cfg)
+  assert statuses(result) == ["exported", "exported"]
+  assert {r.checkpoint_provenance for r in result.rows} == {"unverified local checkpoint"}
+
+
+def test_a_failed_release_gets_no_card_and_its_row_says_why(tmp_path, fake_ckpts, monkeypatch):
+  monkeypatch.setenv("FAKE_EXPORT_FAIL", "nasnet_mobile/classification/4")
+  cfg = config(tmp_path, versions=(4, 5), module_types=("classification",))
+  with pytest.raises(ExportError) as e:
+    run(cfg)
+  failed = [r for r in e.value.result.rows if r.status == "failed"]
+  assert [(r.version, r.status) for r in e.value.result.rows] == [(4, "failed"), (5, "exported")]
+  assert e.value.result.cards_written == 1
+  handle = tmp_path / "exports" / HANDLE_DIR
+  assert sorted(p.name for p in handle.iterdir()) == [".5.stamp.json", "5", "5.md"]
+  table = export_tree.format_table(e.value.result.rows)
+  assert f"{HANDLE_DIR}/4: OSError: no space left on the device" in table
+  assert "FAILED" in table.splitlines()[2]
+
+
+def _stamped_for_the_real_exporter(tmp_path, fake_ckpts) -> pathlib.Path:
+  """An export tree that is up to date for `python -m exporters.export_all` (the default
+  exporter), made by the fake exporter and stamped with the key the real one would have."""
+  exports = tmp_path / "exports"
+  run(config(tmp_path))
+  prefix = fake_ckpts / "nasnet_mobile" / "model.ckpt"
+  cfg = config(tmp_path, exporter=export_tree.DEFAULT_EXPORTER)
+  for job in plan_lib.plan(cfg, registry.default(), nasnet_mobile_releases(),
+                           {"nasnet_mobile": prefix}):
+    stamps.write_stamp(job.stamp_file, stamps.Stamp(**{
+        **{f: getattr(job.stamp, f) for f in job.stamp.__dataclass_fields__},
+        "key": job.stamp_key, "inputs": job.stamp_inputs}))
+  return exports
+
+
+def test_cli_with_nothing_to_do_says_one_line(tmp_path, fake_ckpts):
+  """What `make publish` shows of export-all on an up-to-date tree: one line (and the
+  unverified checkpoint), nothing on stderr."""
+  exports = _stamped_for_the_real_exporter(tmp_path, fake_ckpts)
+  done = subprocess.run(
+      [sys.executable, "-m", "exporters.export_all", f"--checkpoint_dir={fake_ckpts}",
+       f"--export_dir={exports}", "--models=nasnet_mobile", "--notfjs"],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stdout + done.stderr
+  assert done.stderr == ""
+  assert done.stdout.splitlines() == [
+      f"all {NUM_RELEASES} release(s) up to date; no export work done",
+      "checkpoint of nasnet_mobile: unverified local checkpoint: never matched against a "
+      "pinned release archive; check it before publishing"]
+
+
+def test_cli_errors_are_one_line_on_a_quiet_stderr(tmp_path):
+  a_file = tmp_path / "a_file"
+  a_file.write_text("")
+  done = subprocess.run([sys.executable, "-m", "exporters.export_all",
+                         f"--export_dir={a_file}/exports", "--models=nasnet_tiny"],
+                        cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert done.returncode == 1
+  assert done.stderr.splitlines() == [
+      "error: unknown model 'nasnet_tiny'; known models: nasnet_mobile, nasnet_large, "
+      "pnasnet_large, pnasnet_mobile"]
+
+
+# ---- TF.js deployments ([tfjs]): converted after their parents, stamped, skipped when
+# up to date. The fast tests stand tests/trees.py's fake converter in for the real one
+# (tests/test_tfjs.py runs the real converter and runtime).
+
+DEPLOYMENTS = registry.default().tfjs_deployments(models=["nasnet_mobile"])
+
+
+def tfjs_config(tmp_path, monkeypatch, **kw):
+  from tests.trees import fake_tfjs_converter
+  monkeypatch.setenv("FAKE_TFJS_LOG", str(tmp_path / "conversions.log"))
+  return config(tmp_path, tfjs=True, tfjs_converter=str(fake_tfjs_converter(tmp_path / "bin")),
+                **kw)
+
+
+def conversions(tmp_path) -> list[str]:
+  log = tmp_path / "conversions.log"
+  lines = log.read_text().splitlines() if log.exists() else []
+  log.unlink(missing_ok=True)
+  return lines
+
+
+def test_deployments_follow_their_parents_with_stamps_and_cards(tmp_path, fake_ckpts, monkeypatch):
+  cfg = tfjs_config(tmp_path, monkeypatch)
+  exports = tmp_path / "exports"
+  result, output = run(cfg)
+  assert [(r.format, r.status) for r in result.rows] == (
+      [(r.version.format, "exported") for r in nasnet_mobile_releases()]
+      + [("tfjs", "exported")] * 4)
+  assert [f"{r.handle}/{r.version}" for r in result.rows[NUM_RELEASES:]] == [
+      d.handle for d in DEPLOYMENTS] == [
+      f"google/tfjs-model/imagenet/nasnet_mobile/{t}/{v}/default/1"
+      for t in ("classification", "feature_vector") for v in (1, 3)]
+  assert conversions(tmp_path) == [str(layout.export_path(exports, d.parent)) for d in DEPLOYMENTS]
+  total = NUM_RELEASES + 4
+  for i, d in enumerate(DEPLOYMENTS, NUM_RELEASES + 1):
+    folder = exports / d.handle
+    assert sorted(os.listdir(folder)) == ["group1-shard1of1.bin", "model.json"]
+    assert (folder / "group1-shard1of1.bin").read_bytes() == (
+        layout.export_path(exports, d.parent) / "saved_model.pb").read_bytes()
+    assert (exports / d.handle_dir / "1.md").read_text() == docs_lib.render_deployment_card(d)
+    stamp = stamps.read_stamp(exports / d.handle_dir / ".1.stamp.json")
+    parent_stamp = stamps.read_stamp(layout.stamp_path(exports, d.parent))
+    assert stamp.inputs["parent_stamp_key"] == parent_stamp.key
+    assert stamp.export["parent"] == d.parent.handle_with_version
+    assert f"[{i}/{total}] {d.handle}: converted in" in output
+  assert result.cards_written == total
+  table = export_tree.format_table(result.rows).splitlines()
+  assert table[2 + NUM_RELEASES].split()[:3] == [DEPLOYMENTS[0].handle_dir, "1", "tfjs"]
+  assert table[2 + NUM_RELEASES].endswith("converted")
+
+  again, output = run(cfg)  # Reads stamps; starts no converter.
+  assert statuses(again) == ["up to date"] * total and conversions(tmp_path) == []
+  assert output == f"all {NUM_RELEASES} release(s) and 4 TF.js deployment(s) up to date; " \
+                   f"no export work done"
+  # A deleted deployment alone is converted again; a re-exported parent makes its own stale.
+  shutil.rmtree(exports / DEPLOYMENTS[1].handle)
+  shutil.rmtree(layout.export_path(exports, DEPLOYMENTS[2].parent))
+  result, output = run(cfg)
+  assert [f"{r.handle}/{r.version}" for r in result.rows if r.status == "exported"] == [
+      DEPLOYMENTS[2].parent.handle_with_version, DEPLOYMENTS[1].handle, DEPLOYMENTS[2].handle]
+  assert f"{DEPLOYMENTS[0].handle}: up to date, skipped" in output
+  assert leftovers(exports) == []
+
+
+def test_a_changed_converter_environment_converts_again(tmp_path, fake_ckpts, monkeypatch):
+  cfg = tfjs_config(tmp_path, monkeypatch, versions=(1,), module_types=("classification",))
+  run(cfg)
+  conversions(tmp_path)
+  fingerprint = dict(stamps.tfjs_fingerprint(), sources_sha256="0" * 64)
+  monkeypatch.setattr(stamps, "tfjs_fingerprint", lambda: fingerprint)
+  assert statuses(run(cfg)[0]) == ["up to date", "exported"]
+  assert len(conversions(tmp_path)) == 1
+
+
+def test_a_missing_converter_stops_before_any_work_saying_how_to_build_it(tmp_path, fake_ckpts):
+  cfg = config(tmp_path, tfjs=True, tfjs_converter=str(tmp_path / "no" / "converter"))
+  with pytest.raises(ExportError) as e:
+    run(cfg)
+  assert str(e.value) == (
+      f"the TF.js converter {tmp_path / 'no' / 'converter'} is missing, and 4 TF.js "
+      f"deployment(s) need it; build its environment with `make tfjs-env` (or pass --notfjs "
+      f"to export without the TF.js deployments); nothing was exported")
+  assert not list((tmp_path / "exports").rglob("*.pb"))
+  # Releases without a deployment need no converter.
+  assert statuses(run(dataclasses_replace(cfg, versions=(4,)))[0]) == ["exported"] * 2
+
+
+def dataclasses_replace(cfg, **kw):
+  import dataclasses
+  return dataclasses.replace(cfg, **kw)
+
+
+def test_failed_parent_or_conversion_fails_only_that_deployment(tmp_path, fake_ckpts, monkeypatch):
+  monkeypatch.setenv("FAKE_EXPORT_FAIL", "nasnet_mobile/classification/1")
+  monkeypatch.setenv("FAKE_TFJS_FAIL", "feature_vector/3")
+  cfg = tfjs_config(tmp_path, monkeypatch, versions=(1, 3))
+  with pytest.raises(ExportError) as e:
+    run(cfg)
+  rows = {f"{r.handle}/{r.version}": r for r in e.value.result.rows}
+  d = {f"{x.parent.module_type}/{x.parent.version.number}": x.handle for x in DEPLOYMENTS}
+  assert rows[d["classification/1"]].status == "failed"
+  assert rows[d["classification/1"]].error == (
+      "not converted: its parent google/imagenet/nasnet_mobile/classification/1 failed")
+  assert rows[d["feature_vector/3"]].error.startswith(
+      "the TF.js converter failed on ") and rows[d["feature_vector/3"]].error.endswith(
+      ": ValueError: fake converter failure")
+  assert [rows[d[k]].status for k in ("classification/3", "feature_vector/1")] == ["exported"] * 2
+  exports = tmp_path / "exports"
+  for key in ("classification/1", "feature_vector/3"):
+    folder = exports / d[key]
+    assert not folder.parent.exists() or sorted(os.listdir(folder.parent)) == []
+  assert leftovers(exports) == []

@@ -139,3 +139,58 @@ def test_failed_verification_leaves_no_export_dir(export_dir, ckpt_factory, monk
   assert written and not pathlib.Path(written[0]).exists()
   assert not export_dir.exists()
   assert list(export_dir.parent.iterdir()) == []
+
+
+# ---- Bad destinations, and a quiet stderr: one `error:` line, nothing else.
+
+def assert_one_error_line(result, *message_parts: str) -> str:
+  """Exit 1 and stderr is exactly one `error:` line (no TensorFlow start-up lines)."""
+  assert result.returncode == 1, result.stdout + result.stderr
+  lines = result.stderr.splitlines()
+  assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-3000:]
+  for part in message_parts:
+    assert part in lines[0], f"{part!r} not in {lines[0]!r}"
+  return lines[0]
+
+
+def test_export_dir_under_a_regular_file(tmp_path):
+  a_file = tmp_path / "a_file"
+  a_file.write_text("not a folder")
+  result = run_export(*export_flags(a_file / "sub" / "out"))
+  assert_one_error_line(result, f"'{a_file}' is not a directory")
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+  assert a_file.read_text() == "not a folder"
+
+
+@pytest.mark.skipif(not pathlib.Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+@pytest.mark.parametrize("export_dir, message", [
+    ("/proc/no_such_dir/out", "cannot create '/proc/no_such_dir' (for --export_dir)"),
+    ("/proc/out", "cannot write into '/proc' (parent of --export_dir)"),
+], ids=["missing-parent-in-proc", "parent-is-proc"])
+def test_export_dir_under_proc(export_dir, message):
+  result = run_export(*export_flags(export_dir))
+  assert_one_error_line(result, message)
+  assert not pathlib.Path(export_dir).exists()
+
+
+def test_failed_export_removes_the_folders_it_created(tmp_path):
+  """The parents of --export_dir it made are removed (only those) when the export fails."""
+  (tmp_path / "kept").mkdir()
+  export_dir = tmp_path / "kept" / "new" / "deeper" / "out"
+  missing = tmp_path / "nowhere" / "model.ckpt"
+  result = run_export(*export_flags(export_dir, checkpoint_path=missing))
+  assert_one_error_line(result, f"checkpoint '{missing}' not found")
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"]
+  assert list((tmp_path / "kept").iterdir()) == []
+
+
+def test_verbosity_brings_tensorflow_logging_back(tmp_path):
+  from exporters import cli
+  a_file = tmp_path / "a_file"
+  a_file.write_text("")
+  result = run_export("--verbosity=1", *export_flags(a_file / "out"))
+  assert result.returncode == 1
+  lines = result.stderr.splitlines()
+  assert lines[-1].startswith("error: ") and "is not a directory" in lines[-1]
+  assert any(cli.TENSORFLOW_LOG_LINE.match(line) for line in lines[:-1]), result.stderr[-3000:]
+  assert "Traceback" not in result.stderr

@@ -195,8 +195,9 @@ def test_fetch_over_http_pins_the_archive_and_a_mirror_folder_is_checked_against
   assert fetch_lib.checkpoint_sha256(prefix) == fetch_lib.checkpoint_sha256(archives.prefix)
   assert "100%" in first.stderr and "/s" in first.stderr
   pinned = json.loads(lock.read_text())["archives"]
-  assert pinned == {ENTRY.archive_name: {"sha256": sha256(archives.good),
-                                         "size": len(archives.good)}}
+  assert pinned == {ENTRY.archive_name: {
+      "sha256": sha256(archives.good), "size": len(archives.good),
+      "checkpoint_sha256": fetch_lib.checkpoint_sha256(archives.prefix)}}
 
   # The same archive again, from a local folder named by $CHECKPOINT_MIRROR: checked, kept.
   folder = tmp_path / "archives"
@@ -315,7 +316,8 @@ def test_missing_archive_says_how_to_provide_it(server, tmp_path):
     ({"/tmp/model.ckpt.index": b"x"}, "unsafe archive"),
     ({"model.ckpt.index": ("link", tarfile.SYMTYPE)}, "unsafe archive"),
     ({"model.ckpt.index": ("link", tarfile.LNKTYPE)}, "unsafe archive"),
-    ({"model.ckpt.index": b"not an sstable"}, "not a readable TensorFlow checkpoint"),
+    ({"model.ckpt.index": b"not an sstable"},
+     f"damaged index file: model.ckpt.index in {ENTRY.archive_name} cannot be read"),
     ({"other/model.ckpt.index": b"x", "README": b"x"}, "holds no model.ckpt.index"),
 ], ids=["dotdot", "absolute", "symlink", "hardlink", "garbage_index", "no_checkpoint"])
 def test_unsafe_or_unexpected_archive_layout_is_rejected(server, tmp_path, members, problem):
@@ -325,6 +327,35 @@ def test_unsafe_or_unexpected_archive_layout_is_rejected(server, tmp_path, membe
   assert problem in error_line(result)
   assert leftovers(dest) == []
   assert not (tmp_path / "model.ckpt.index").exists()
+
+
+def damaged_archive(prefix: pathlib.Path, out: pathlib.Path, damage) -> bytes:
+  """The checkpoint at `prefix` packed after `damage(data_file_bytes)` changed its data file."""
+  copy = out / "damaged"
+  copy.mkdir()
+  for path in prefix.parent.glob(prefix.name + ".*"):
+    shutil.copy(path, copy)
+  data = copy / f"{prefix.name}.data-00000-of-00001"
+  data.write_bytes(damage(data.read_bytes()))
+  return pack(copy / prefix.name, out / "damaged.tar.gz")
+
+
+@needs_graph
+def test_archive_with_truncated_data_is_refused_and_nothing_pinned(server, archives, tmp_path):
+  """The index alone matches the graph; only the full read finds the data cut in half."""
+  server.serve(damaged_archive(archives.prefix, tmp_path, lambda data: data[:len(data) // 2]))
+  lock = tmp_path / "lock.json"
+  lock.write_text(json.dumps({"archives": {"other.tar.gz": {"sha256": "0" * 64, "size": 1}}}))
+  lock_before = lock.read_text()
+  dest = tmp_path / "ckpt"
+  result = fetch(dest, f"--mirror={server.url}", f"--lock_file={lock}")
+  message = error_line(result)
+  assert message.startswith("error: truncated: ")
+  assert f"model.ckpt.data-00000-of-00001 in {ENTRY.archive_name}" in message
+  assert "ends before the bytes of tensor " in message
+  assert "Traceback" not in result.stderr
+  assert leftovers(dest) == []
+  assert lock.read_text() == lock_before
 
 
 # ---- The library in-process (the reference manifest stands in for the graph).
@@ -364,12 +395,64 @@ def test_complete_unverified_part_is_used_as_is(in_process, server, archives, tm
 def test_pinned_part_of_the_right_size_is_not_downloaded_again(
     in_process, server, archives, tmp_path):
   lock = tmp_path / "lock.json"
+  # A pin from an older lock file: no checkpoint_sha256, so it vouches for no checkpoint.
   fetch_lib._pin(lock, ENTRY.archive_name, sha256(archives.good), len(archives.good))
   dest = tmp_path / "ckpt"
   dest.mkdir()
   (dest / PART).write_bytes(archives.good)
-  fetch_lib.ensure_checkpoint(MODEL, dest, mirror=server.url, lock_file=lock)
+  assert fetch_lib.checkpoint_provenance(MODEL, archives.prefix, lock) == (
+      "unverified local checkpoint")
+  prefix = fetch_lib.ensure_checkpoint(MODEL, dest, mirror=server.url, lock_file=lock)
   assert server.requests == []
+  # The archive matched its pin, so the pin gains the content hash of what it holds.
+  assert fetch_lib.checkpoint_provenance(MODEL, prefix, lock) == (
+      f"pinned archive sha256 {sha256(archives.good)}")
+
+
+def test_archive_with_a_checksum_mismatch_is_refused(in_process, archives, tmp_path):
+  def overwrite_middle(data):
+    middle = len(data) // 2
+    return data[:middle] + b"ABCDEFGH" + data[middle + 8:]
+  mirror = tmp_path / "mirror"
+  mirror.mkdir()
+  (mirror / ENTRY.archive_name).write_bytes(
+      damaged_archive(archives.prefix, tmp_path, overwrite_middle))
+  lock = tmp_path / "lock.json"
+  with pytest.raises(fetch_lib.CheckpointError, match=(
+      rf"checksum mismatch: tensor \S+ in model.ckpt.data-00000-of-00001 in "
+      rf"{re.escape(ENTRY.archive_name)}")):
+    fetch_lib.ensure_checkpoint(MODEL, tmp_path / "ckpt", mirror=str(mirror), lock_file=lock)
+  assert leftovers(tmp_path / "ckpt") == []
+  assert not lock.exists()
+
+
+def test_provenance_tells_a_fetched_checkpoint_from_one_placed_by_hand(
+    in_process, server, archives, tmp_path):
+  server.serve(archives.good)
+  lock = tmp_path / "lock.json"
+  fetched = fetch_lib.ensure_checkpoint(MODEL, tmp_path / "fetched", mirror=server.url,
+                                        lock_file=lock)
+  pinned = f"pinned archive sha256 {sha256(archives.good)}"
+  assert fetch_lib.checkpoint_provenance(MODEL, fetched, lock) == pinned
+
+  by_hand = tmp_path / "by_hand" / MODEL
+  by_hand.mkdir(parents=True)
+  for path in archives.prefix.parent.glob("model.ckpt.*"):
+    shutil.copy(path, by_hand)
+  # Placed by hand against a lock that pins nothing: nothing vouches for it.
+  assert fetch_lib.checkpoint_provenance(MODEL, by_hand / "model.ckpt", tmp_path / "none.json") \
+      == "unverified local checkpoint"
+  # The same bytes as the pinned archive's checkpoint are that checkpoint, wherever they are.
+  assert fetch_lib.checkpoint_provenance(MODEL, by_hand / "model.ckpt", lock) == pinned
+  # Changed by one byte, or not there at all: not the pinned one.
+  data = by_hand / "model.ckpt.data-00000-of-00001"
+  raw = bytearray(data.read_bytes())
+  raw[100] ^= 1
+  data.write_bytes(bytes(raw))
+  assert fetch_lib.checkpoint_provenance(MODEL, by_hand / "model.ckpt", lock) == (
+      "unverified local checkpoint")
+  assert fetch_lib.checkpoint_provenance(MODEL, tmp_path / "nowhere" / "model.ckpt", lock) == (
+      "unverified local checkpoint")
 
 
 def test_file_url_mirror(in_process, archives, tmp_path):
@@ -399,6 +482,20 @@ def test_checkpoint_placed_by_hand_is_used_without_fetching(in_process, archives
   with pytest.raises(fetch_lib.CheckpointError, match="wrong checkpoint.*pnasnet_mobile.*--force"):
     fetch_lib.ensure_checkpoint("pnasnet_mobile", dest, mirror=nowhere, lock_file=tmp_path / "lock")
   assert not (tmp_path / "lock").exists()
+
+
+def test_damaged_checkpoint_placed_by_hand_is_refused(in_process, archives, tmp_path):
+  placed = tmp_path / "ckpt" / MODEL
+  placed.mkdir(parents=True)
+  for path in archives.prefix.parent.glob("model.ckpt.*"):
+    shutil.copy(path, placed)
+  data = placed / "model.ckpt.data-00000-of-00001"
+  os.truncate(data, data.stat().st_size // 2)
+  with pytest.raises(fetch_lib.CheckpointError,
+                     match=rf"^truncated: {re.escape(str(data))} ends before .*--force"):
+    fetch_lib.ensure_checkpoint(MODEL, tmp_path / "ckpt", mirror="http://127.0.0.1:9/",
+                                lock_file=tmp_path / "lock.json")
+  assert not (tmp_path / "lock.json").exists()
 
 
 def test_incomplete_directory_placed_by_hand_is_not_overwritten(in_process, tmp_path):

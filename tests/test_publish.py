@@ -3,6 +3,7 @@
 Most tests publish small fake export trees (tests/export_tree.py); the last
 ones publish the real nasnet_mobile exports that export_all wrote.
 """
+import dataclasses
 import errno
 import gzip
 import hashlib
@@ -17,8 +18,10 @@ import tarfile
 import pytest
 import tensorflow as tf
 
+from exporters import export_tree
 from exporters.publishing import publish_lib
 from exporters.errors import ExportError
+from exporters.export_tree.stamps import UNKNOWN_PROVENANCE
 from tests.trees import fake_tree, nasnet_mobile_releases
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -113,6 +116,109 @@ def test_changed_bytes_are_refused_unless_forced(tree, tmp_path):
   assert replaced[HANDLE4].sha256 != first[HANDLE4].sha256
   manifest = json.loads((dest / f"{HANDLE4}.manifest.json").read_text())
   assert manifest["sha256"] == replaced[HANDLE4].sha256
+
+
+def _corrupt(path: pathlib.Path) -> None:
+  """Overwrites 8 bytes in the middle of the file, keeping its size."""
+  data = bytearray(path.read_bytes())
+  middle = len(data) // 2
+  data[middle:middle + 8] = bytes(b ^ 0xFF for b in data[middle:middle + 8])
+  path.write_bytes(bytes(data))
+
+
+def _publish_cli(tree, dest, *flags):
+  return subprocess.run([sys.executable, "-m", "exporters.publish", f"--export_dir={tree}",
+                         f"--dest={dest}", *flags], cwd=REPO, capture_output=True, text=True)
+
+
+def test_a_corrupted_archive_is_reported_and_force_repairs_it(tree, tmp_path):
+  """Same size, other bytes: the file is hashed, so it is corrupt, not "unchanged"."""
+  dest = tmp_path / "published"
+  first = publish(tree, dest)
+  archive = dest / f"{HANDLE4}.tar.gz"
+  good = archive.read_bytes()
+  claimed = first[HANDLE4].sha256
+  _corrupt(archive)
+  actual = hashlib.sha256(archive.read_bytes()).hexdigest()
+  assert actual != claimed and archive.stat().st_size == len(good)
+  before = files_under(dest)
+
+  done = _publish_cli(tree, dest)
+  assert done.returncode == 1, done.stdout + done.stderr
+  assert "Traceback" not in done.stderr
+  lines = [line for line in (done.stdout + done.stderr).splitlines() if "corrupt" in line]
+  assert len(lines) == 1 and lines[0].startswith("error: "), done.stdout + done.stderr
+  assert HANDLE4 in lines[0] and claimed in lines[0] and actual in lines[0]
+  assert "--force" in lines[0]
+  assert files_under(dest) == before  # Refused: nothing rewritten, nothing added.
+  assert {r.status for r in publish(tree, dest, versions=(3,)).values()} == {"unchanged"}
+
+  done = _publish_cli(tree, dest, "--force")
+  assert done.returncode == 0, done.stderr
+  assert f"{HANDLE4}: repaired" in done.stdout
+  manifest = json.loads((dest / f"{HANDLE4}.manifest.json").read_text())
+  assert hashlib.sha256(archive.read_bytes()).hexdigest() == manifest["sha256"] == claimed
+  subprocess.run(["gzip", "-t", str(archive)], check=True)
+  publish(tree, tmp_path / "fresh")
+  assert files_under(dest) == files_under(tmp_path / "fresh")
+  assert {r.status for r in publish(tree, dest).values()} == {"unchanged"}
+
+
+def test_a_lying_manifest_is_reported_as_corrupt(tree, tmp_path):
+  """A good archive under a manifest that claims other bytes: the bytes decide, and disagree."""
+  dest = tmp_path / "published"
+  first = publish(tree, dest)
+  manifest_file = dest / f"{HANDLE4}.manifest.json"
+  manifest = json.loads(manifest_file.read_text())
+  manifest["sha256"] = "0" * 64
+  manifest_file.write_text(json.dumps(manifest))
+  with pytest.raises(ExportError, match=f"classification/4 is corrupt.*manifest says sha256 "
+                                        f"{'0' * 64}, the file's sha256 is {first[HANDLE4].sha256}"):
+    publish(tree, dest)
+  assert publish(tree, dest, force=True)[HANDLE4].status == "repaired"
+  assert json.loads(manifest_file.read_text())["sha256"] == first[HANDLE4].sha256
+
+
+def test_a_corrupted_archive_at_a_tf_io_gfile_url_is_found_and_repaired(tree):
+  dest = "ram://published_corrupt/hub"
+  first = publish(tree, dest)
+  archive = f"{dest}/{HANDLE4}.tar.gz"
+  with tf.io.gfile.GFile(archive, "rb") as f:
+    data = bytearray(f.read())
+  data[len(data) // 2] ^= 0xFF
+  with tf.io.gfile.GFile(archive, "wb") as f:
+    f.write(bytes(data))
+  with pytest.raises(ExportError, match="classification/4 is corrupt"):
+    publish(tree, dest)
+  assert publish(tree, dest, force=True)[HANDLE4].status == "repaired"
+  with tf.io.gfile.GFile(archive, "rb") as f:
+    assert hashlib.sha256(f.read()).hexdigest() == first[HANDLE4].sha256
+
+
+def test_manifests_state_the_checkpoint_provenance_of_the_stamp(tree, tmp_path):
+  """What the stamp says, word for word; a stamp from before provenance was recorded: unknown."""
+  said = {3: "unverified local checkpoint", 4: "pinned archive sha256 " + "a" * 64}
+  for release in nasnet_mobile_releases(versions=[3, 4]):
+    path = export_tree.stamp_path(tree, release)
+    stamp = export_tree.read_stamp(path)
+    if release.module_type == "classification":
+      stamp = dataclasses.replace(stamp, checkpoint_provenance=said[release.version.number])
+      path.write_bytes(stamp.to_json())
+    else:  # As export_all wrote it before it recorded provenance (stamp format 2).
+      data = json.loads(stamp.to_json())
+      del data["checkpoint_provenance"]
+      data["format"] = 2
+      path.write_text(json.dumps(data))
+  assert UNKNOWN_PROVENANCE.startswith("unknown")  # Neither of the two claims.
+  dest = tmp_path / "published"
+  results = publish(tree, dest)
+  for module_type in ("classification", "feature_vector"):
+    for version in (3, 4):
+      handle = f"google/imagenet/nasnet_mobile/{module_type}/{version}"
+      manifest = json.loads((dest / f"{handle}.manifest.json").read_text())
+      expected = said[version] if module_type == "classification" else UNKNOWN_PROVENANCE
+      assert manifest["checkpoint_provenance"] == expected, handle
+      assert results[handle].checkpoint_provenance == expected
 
 
 def test_a_changed_card_is_updated_without_touching_the_archive(tree, tmp_path):
@@ -239,6 +345,9 @@ def test_cli(tree, tmp_path):
   done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
   assert done.returncode == 1
   assert "immutable" in done.stderr and "--force" in done.stderr
+  # Said once: one `error:` line, not also a FAILED line in the log.
+  assert (done.stdout + done.stderr).count("immutable") == 1
+  assert "Traceback" not in done.stderr
 
 
 @pytest.mark.slow
@@ -278,3 +387,48 @@ def test_ci_workflow_runs_what_make_publish_local_runs():
   assert [r.split()[:2] for r in runs] == [["make", "test"], ["make", "export-all"],
                                            ["make", "publish"]]
   assert "PUBLISH_DEST=gs://${{ secrets.HUB_BUCKET }}" in runs[2]
+
+
+# ---- TF.js deployments: their files under the handle, card and manifest beside.
+
+def test_tfjs_deployments_publish_per_file_with_the_archives_rules(tmp_path, monkeypatch):
+  """A tree made by export-all with the fake exporter and tests/trees.py's fake converter."""
+  from tests.trees import FAKE_EXPORTER, fake_checkpoint_dir, fake_tfjs_converter
+  import registry
+  checkpoints = fake_checkpoint_dir(tmp_path / "checkpoints")
+  exports = tmp_path / "exports"
+  export_tree.run(export_tree.ExportAllConfig(
+      checkpoint_dir=str(checkpoints), export_dir=str(exports), models=("nasnet_mobile",),
+      module_types=("classification",), versions=(3,), mirror=str(tmp_path / "none"),
+      exporter=FAKE_EXPORTER, heartbeat_s=0, in_process=True,
+      tfjs_converter=str(fake_tfjs_converter(tmp_path / "bin"))), log=lambda _: None)
+  [deployment] = registry.default().tfjs_deployments(
+      models=["nasnet_mobile"], module_types=["classification"], versions=[3])
+  dest = tmp_path / "published"
+  cfg = publish_lib.PublishConfig(export_dir=str(exports), dest=str(dest))
+  results = publish_lib.run(cfg, log=lambda _: None)
+  assert [(r.handle, r.status) for r in results] == [
+      ("google/imagenet/nasnet_mobile/classification/3", "published"),
+      (deployment.handle, "published")]
+  folder = dest / deployment.handle
+  assert sorted(os.listdir(folder)) == ["group1-shard1of1.bin", "model.json"]
+  assert sorted(os.listdir(folder.parent)) == ["1", "1.manifest.json", "1.md"]
+  manifest = json.loads((folder.parent / "1.manifest.json").read_text())
+  for name in ("model.json", "group1-shard1of1.bin"):
+    data = (folder / name).read_bytes()
+    assert manifest["files"][name] == {"sha256": hashlib.sha256(data).hexdigest(),
+                                       "size": len(data)}
+  assert [r.status for r in publish_lib.run(cfg, log=lambda _: None)] == ["unchanged"] * 2
+  shard = folder / "group1-shard1of1.bin"
+  shard.write_bytes(b"damaged")
+  with pytest.raises(ExportError, match=r"google/tfjs-model/.*/default/1 is corrupt at .*: "
+                     r"group1-shard1of1.bin has sha256 [0-9a-f]{64}, its manifest says"):
+    publish_lib.run(cfg, log=lambda _: None)
+  results = publish_lib.run(dataclasses.replace(cfg, force=True), log=lambda _: None)
+  assert [r.status for r in results] == ["unchanged", "repaired"]
+  assert shard.read_bytes() == (exports / deployment.handle / shard.name).read_bytes()
+  # Other bytes under a published deployment are refused: it is immutable.
+  (exports / deployment.handle / "model.json").write_text("{}")
+  with pytest.raises(ExportError, match="already published .* with other files \\(model.json\\)"):
+    publish_lib.run(cfg, log=lambda _: None)
+  assert not [p for p in dest.rglob(".tmp-*")]

@@ -6,12 +6,13 @@ import pytest
 
 import registry
 
-# Published releases per model, as the hub lists them (both module types each).
+# Published releases per model (both module types each): as the hub lists them,
+# and pnasnet_mobile's, numbered from 1 under the publisher of releases TF Hub never made.
 PUBLISHED_VERSIONS = {
     "nasnet_mobile": [1, 3, 4, 5],
     "nasnet_large": [1, 3, 4, 5],
     "pnasnet_large": [1, 2, 3, 4, 5],
-    "pnasnet_mobile": [],
+    "pnasnet_mobile": [1, 2],
 }
 
 
@@ -82,8 +83,9 @@ def test_unpublished_release_names_the_published_versions(reg):
   with pytest.raises(registry.RegistryError, match=r"nasnet_mobile has no published version 2; "
                                                    r"its versions: 1, 3, 4, 5"):
     reg.release("nasnet_mobile", "classification", 2)
-  with pytest.raises(registry.RegistryError, match="its versions: none"):
-    reg.release("pnasnet_mobile", "classification", 1)
+  with pytest.raises(registry.RegistryError, match=r"pnasnet_mobile has no published version 3; "
+                                                   r"its versions: 1, 2"):
+    reg.release("pnasnet_mobile", "classification", 3)
 
 
 def test_card_fields_land_in_extra_and_card_tables(reg):
@@ -102,7 +104,9 @@ def test_a_registry_without_card_tables_still_loads(registry_data):
   assert reg.families == {} and reg.cards == {}
   assert [r.handle_with_version for r in reg.releases(versions=[2])] == [
       "google/imagenet/pnasnet_large/classification/2",
-      "google/imagenet/pnasnet_large/feature_vector/2"]
+      "google/imagenet/pnasnet_large/feature_vector/2",
+      "local/imagenet/pnasnet_mobile/classification/2",
+      "local/imagenet/pnasnet_mobile/feature_vector/2"]
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -130,3 +134,133 @@ def test_load_reads_an_edited_copy(tmp_path):
   path.write_text(text)
   assert registry.load(path).model("nasnet_mobile").image_size == 225
   assert registry.default().model("nasnet_mobile").image_size == 224
+
+
+# --- Card schemas: the hub's metadata schemas, as data. ---
+
+def test_card_schemas_are_named_and_2021_04_is_the_default(reg):
+  assert list(reg.card_schemas) == ["2021-04", "2021-06"]
+  assert reg.card_schema().name == "2021-04"
+  assert reg.card_schema(None) is reg.card_schema("2021-04")
+  with pytest.raises(registry.RegistryError,
+                     match="unknown card schema '2021-05'; known card schemas: 2021-04, 2021-06"):
+    reg.card_schema("2021-05")
+
+
+def test_the_2021_06_schema_writes_ids_and_task_in_place_of_module_type(reg):
+  old, new = reg.card_schema("2021-04"), reg.card_schema("2021-06")
+  assert old.key("module-type") == "module-type" and new.key("module-type") == "task"
+  assert "task" in new.required and "module-type" not in new.keys
+  assert "module-type" in old.required and "task" not in old.keys
+  release = reg.release("pnasnet_large", "feature_vector", 5)
+  assert [new.values[k].for_release(release) for k in ("dataset", "network-architecture", "task")] \
+      == ["imagenet-ilsvrc-2012-cls", "pnasnet-5-large", "image-feature-vector"]
+  assert [old.values[k].for_release(release) for k in ("dataset", "network-architecture", "module-type")] \
+      == ["ImageNet (ILSVRC-2012-CLS)", "PNASNet-5 (large)", "image-feature-vector"]
+  # The hub's tags have no PNASNet-5 (mobile) id, so the schema gives none and
+  # leaves the optional line out of its cards.
+  unpublished = reg.release("pnasnet_mobile", "classification", 2)
+  assert new.values["network-architecture"].for_release(unpublished) is None
+  assert new.omits("network-architecture", "pnasnet_mobile")
+  assert not old.omits("network-architecture", "pnasnet_mobile")
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d["card_schemas"]["2021-06"]["values"]["network-architecture"]["by_model"].update(
+        nasnet_mobile="NASNet-A (mobile)"),
+     r"card schema '2021-06': network-architecture values \['NASNet-A \(mobile\)'\] are not "
+     r"among its allowed values nasnet-a-large, nasnet-a-mobile, pnasnet-5-large"),
+    (lambda d: d["card_schemas"]["2021-06"]["values"].update(dataset="ImageNet (ILSVRC-2012-CLS)"),
+     r"dataset values \['ImageNet \(ILSVRC-2012-CLS\)'\] are not among its allowed values"),
+    (lambda d: d["card_schemas"]["2021-06"]["values"]["task"]["by_module_type"].update(
+        detection="object-detection"),
+     r"task.by_module_type names unknown module types \['detection'\]"),
+    (lambda d: d["card_schemas"]["2021-04"]["values"]["network-architecture"]["by_model"].update(
+        resnet="ResNet"), r"network-architecture.by_model names unknown models \['resnet'\]"),
+    (lambda d: d["card_schemas"]["2021-06"]["required"].append("module-type"),
+     r"card schema '2021-06': required names unknown keys \['module-type'\]"),
+    (lambda d: d["card_schemas"]["2021-06"]["renamed"].update({"module-type": "tasks"}),
+     r"renamed names unknown keys \['tasks'\]"),
+    (lambda d: d["card_schemas"]["2021-06"]["values"].update(license="apache-2.0"),
+     r"values for unknown key 'license'"),
+    (lambda d: d["card_schemas"]["2021-06"].pop("repeatable"),
+     r"card schema '2021-06' lacks \['repeatable'\]"),
+    (lambda d: d["cards"].update(default_schema="2021-05"),
+     r"default_schema '2021-05' is not a \[card_schemas\] table; known card schemas: 2021-04, 2021-06"),
+], ids=["display-name-for-id", "dataset-name", "unknown-module-type", "unknown-model",
+        "unknown-required", "unknown-renamed", "unknown-value-key", "missing-field",
+        "unknown-default"])
+def test_bad_card_schemas_are_rejected(registry_data, edit, message):
+  edit(registry_data)
+  with pytest.raises(registry.RegistryError, match=message):
+    registry.from_dict(registry_data)
+
+
+# --- Releases TF Hub never made: their own publisher, versions from 1. ---
+
+def test_unpublished_releases_have_their_own_publisher_and_follow_a_published_version(reg):
+  assert reg.publishers["tfhub"]["name"] == "google"
+  unpublished = reg.publishers["unpublished"]["name"]
+  assert unpublished != "google"
+  assert reg.publisher_names == ["google", unpublished]
+  for number, followed in ((1, 3), (2, 5)):
+    for module_type in registry.MODULE_TYPES:
+      release = reg.release("pnasnet_mobile", module_type, number)
+      assert release.handle_with_version == (
+          f"{unpublished}/imagenet/pnasnet_mobile/{module_type}/{number}")
+      version, published = release.version, reg.version(followed)
+      assert version.follows == followed and not version.tfhub_published
+      for field in ("format", "batch_norm_momentum", "bn_hparams_signatures",
+                    "serving_signature"):
+        assert getattr(version, field) == getattr(published, field), field
+      assert version.extra["card_family"] == published.extra["card_family"]
+      assert version.extra["changelog"] != published.extra["changelog"]
+  assert all(r.version.publisher == "google" and r.version.tfhub_published
+             for r in reg.releases() if r.model.name != "pnasnet_mobile")
+  assert reg.handle("pnasnet_mobile", "feature_vector") == (
+      f"{unpublished}/imagenet/pnasnet_mobile/feature_vector")
+
+
+def test_format_comes_from_the_followed_version_not_the_number(registry_data):
+  registry_data["unpublished_versions"]["1"]["follows"] = 5
+  registry_data["unpublished_versions"]["2"]["follows"] = 1
+  reg = registry.from_dict(registry_data)
+  v1, v2 = reg.model_versions("pnasnet_mobile")
+  assert (v1.format, v1.serving_signature) == ("saved_model_2", True)
+  assert (v2.format, v2.batch_norm_momentum, v2.bn_hparams_signatures) == ("hub", 0.9997, False)
+
+
+def test_the_unpublished_publisher_name_flows_to_every_handle(registry_data):
+  registry_data["publishers"]["unpublished"]["name"] = "acme-ml"
+  reg = registry.from_dict(registry_data)
+  assert [r.handle_with_version for r in reg.releases(models=["pnasnet_mobile"],
+                                                      module_types=["classification"])] == [
+      "acme-ml/imagenet/pnasnet_mobile/classification/1",
+      "acme-ml/imagenet/pnasnet_mobile/classification/2"]
+  assert reg.release("nasnet_mobile", "classification", 1).handle.startswith("google/")
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d["publishers"]["unpublished"].update(name="google"),
+     "must not use TF Hub's publisher name 'google'"),
+    (lambda d: d["publishers"]["unpublished"].update(name="Local Models"),
+     "name 'Local Models' is not a handle segment"),
+    (lambda d: d["publishers"].pop("unpublished"), r"missing \['unpublished'\]"),
+    (lambda d: d["publishers"]["unpublished"].pop("hub_url"),
+     r"\[publishers.unpublished\] lacks a hub_url"),
+    (lambda d: d["unpublished_versions"]["2"].update(format="saved_model_2"),
+     r"unpublished version 2 sets \['format'\], which come from the version it follows"),
+    (lambda d: d["unpublished_versions"]["1"].update(follows=6),
+     "unpublished version 1 follows 6, which is no published version"),
+    (lambda d: d["unpublished_versions"]["1"]["models"].append("nasnet_mobile"),
+     r"unpublished version 1 names \['nasnet_mobile'\], which TF Hub published"),
+    (lambda d: d["unpublished_versions"].update({"4": d["unpublished_versions"]["2"]}),
+     r"must be numbered 1, 2, ... without gaps; got \[1, 2, 4\]"),
+    (lambda d: d["card_schemas"]["2021-06"]["omitted"].update(task=["pnasnet_mobile"]),
+     "omitted names 'task', which is not an optional key"),
+], ids=["tfhub-name", "bad-name", "missing-role", "missing-url", "stated-twice",
+        "unknown-followed", "published-model", "gap", "omitted-required"])
+def test_bad_publisher_tables_are_rejected(registry_data, edit, message):
+  edit(registry_data)
+  with pytest.raises(registry.RegistryError, match=message):
+    registry.from_dict(registry_data)

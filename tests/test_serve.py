@@ -1,15 +1,21 @@
 """The local hub server: tfhub.dev's routes, and TF Hub's own client loading through it.
 
-The route tests serve a published fake tree; the end-to-end tests publish the
-real nasnet_mobile exports and load them with `hub.load` and `hub.KerasLayer`
+The route tests serve a published fake tree; the hostile-client tests (links
+out of the root, Range, disconnects, idle connections) serve small trees of
+their own (the load test is tests/test_serve_load.py); the end-to-end tests
+publish the real nasnet_mobile exports and load them with `hub.load` and `hub.KerasLayer`
 from http://127.0.0.1 into a fresh TFHUB_CACHE_DIR, checking the golden logits.
 """
 import contextlib
 import http.client
+import os
 import pathlib
+import socket
+import struct
 import subprocess
 import sys
 import threading
+import time
 import urllib.parse
 import urllib.request
 
@@ -162,3 +168,195 @@ def test_version_3_loads_as_a_tf1_hub_module(real_published, golden_nasnet_mobil
   outputs = module.signatures["default"](images=tf.constant(golden_nasnet_mobile["images"]))
   np.testing.assert_allclose(outputs["default"].numpy(), golden_nasnet_mobile["logits"],
                              atol=1e-4, rtol=0)
+
+
+# ---- Hostile and unlucky clients: links out of the root, ranges, disconnects, idle connections.
+
+SECRET = b"secret outside the root\n"
+
+
+@pytest.fixture
+def linked_root(tmp_path):
+  """A root holding a file, links that stay inside it and links that lead out of it."""
+  outside = tmp_path / "outside"
+  outside.mkdir()
+  (outside / "secret.txt").write_bytes(SECRET)
+  (outside / "4.md").write_bytes(SECRET)
+  (outside / "4.tar.gz").write_bytes(SECRET)
+  root = tmp_path / "root"
+  folder = root / HANDLE
+  folder.mkdir(parents=True)
+  (folder / "4.md").write_bytes(b"# card 4\n")
+  (folder / "4.tar.gz").write_bytes(bytes(range(256)) * 40)
+  (root / "escape").symlink_to(outside)  # A folder outside.
+  (folder / "5.md").symlink_to(outside / "secret.txt")  # A file outside.
+  (root / "google/imagenet/alias").symlink_to(folder.parent)  # A folder inside.
+  (folder / "6.md").symlink_to(folder / "4.md")  # A file inside.
+  return root
+
+
+@pytest.mark.parametrize("path", [
+    "/escape/secret.txt",
+    "/escape/4",
+    "/escape/4?tf-hub-format=compressed",
+    "/escape",  # Would redirect to the newest version outside.
+    f"/{HANDLE}/5",
+    f"/{HANDLE}/5.md",
+])
+def test_links_out_of_the_root_are_404(linked_root, path):
+  with serving(linked_root) as url:
+    status, _, body = get(url + path)
+  assert status == 404 and SECRET not in body
+
+
+def test_links_that_stay_inside_the_root_are_served(linked_root, tmp_path):
+  card = (linked_root / HANDLE / "4.md").read_bytes()
+  with serving(linked_root) as url:
+    assert get(f"{url}/{HANDLE}/6")[::2] == (200, card)
+    assert get(f"{url}/google/imagenet/alias/classification/4")[::2] == (200, card)
+  # A root given through a link is its real path: what lies inside it is inside.
+  (tmp_path / "root_link").symlink_to(linked_root)
+  with serving(tmp_path / "root_link") as url:
+    assert get(f"{url}/{HANDLE}/4")[::2] == (200, card)
+    assert get(f"{url}/escape/secret.txt")[0] == 404
+
+
+def request(url, path, headers=None, method="GET"):
+  parsed = urllib.parse.urlsplit(url)
+  conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=10)
+  conn.request(method, path, headers=headers or {})
+  response = conn.getresponse()
+  body = response.read()
+  conn.close()
+  return response.status, response, body
+
+
+@pytest.mark.parametrize("header, expected", [
+    ("bytes=0-99", (0, 99)),
+    ("bytes=10000-", (10000, 10239)),
+    ("bytes=-40", (10200, 10239)),
+    ("bytes=10200-99999", (10200, 10239)),  # Clipped to the end.
+])
+def test_a_single_range_is_answered_206(linked_root, header, expected):
+  data = (linked_root / HANDLE / "4.tar.gz").read_bytes()
+  first, last = expected
+  with serving(linked_root) as url:
+    status, response, body = request(url, f"/{HANDLE}/4?tf-hub-format=compressed",
+                                     {"Range": header})
+  assert status == 206
+  assert response.getheader("Content-Range") == f"bytes {first}-{last}/{len(data)}"
+  assert int(response.getheader("Content-Length")) == last - first + 1
+  assert body == data[first:last + 1]
+
+
+@pytest.mark.parametrize("header", ["bytes=10240-", "bytes=99999-100000", "bytes=-0"])
+def test_an_unsatisfiable_range_is_416(linked_root, header):
+  with serving(linked_root) as url:
+    status, response, body = request(url, f"/{HANDLE}/4.tar.gz", {"Range": header})
+  assert status == 416 and response.getheader("Content-Range") == "bytes */10240"
+  assert len(body) == int(response.getheader("Content-Length"))
+
+
+@pytest.mark.parametrize("headers", [
+    {"Range": "bytes=0-9,20-29"},  # Several ranges: ignored, as HTTP allows.
+    {"Range": "bytes=9-2"},  # Invalid: ignored.
+    {"Range": "pages=1-2"},  # Another unit: ignored.
+    {"Range": "bytes=0-9", "If-Range": '"some-etag"'},  # No validator of ours can match it.
+])
+def test_ranges_it_does_not_answer_give_the_whole_file(linked_root, headers):
+  data = (linked_root / HANDLE / "4.tar.gz").read_bytes()
+  with serving(linked_root) as url:
+    status, response, body = request(url, f"/{HANDLE}/4.tar.gz", headers)
+    assert status == 200 and body == data and response.getheader("Accept-Ranges") == "bytes"
+    status, response, body = request(url, f"/{HANDLE}/4.tar.gz", {"Range": "bytes=0-9"}, "HEAD")
+  assert status == 206 and body == b"" and response.getheader("Content-Length") == "10"
+
+
+def _wait_for(capfd, needle, seconds=10.0):
+  """stderr written so far, once it holds `needle` (or `seconds` passed)."""
+  err, deadline = "", time.monotonic() + seconds
+  while needle not in err and time.monotonic() < deadline:
+    time.sleep(0.05)
+    err += capfd.readouterr().err
+  time.sleep(0.2)  # Anything the server writes right after (a traceback) is caught too.
+  return err + capfd.readouterr().err
+
+
+def _disconnect_mid_download(url, path, keep=65536):
+  """Asks for `path`, reads `keep` bytes of it, then drops the connection (RST)."""
+  parsed = urllib.parse.urlsplit(url)
+  sock = socket.socket()
+  sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # The server cannot run ahead.
+  sock.settimeout(10)
+  sock.connect((parsed.hostname, parsed.port))
+  sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+  received = 0
+  while received < keep:
+    received += len(sock.recv(65536))
+  sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+  sock.close()
+
+
+def test_a_client_that_goes_away_mid_archive_is_one_log_line(tmp_path, capfd):
+  root = tmp_path / "root"
+  (root / HANDLE).mkdir(parents=True)
+  (root / HANDLE / "4.tar.gz").write_bytes(os.urandom(16 << 20))
+  capfd.readouterr()
+  with serving(root) as url:
+    _disconnect_mid_download(url, f"/{HANDLE}/4?tf-hub-format=compressed")
+    err = _wait_for(capfd, "went away")
+    assert get(f"{url}/{HANDLE}/4.tar.gz")[0] == 200  # Still answering.
+  err += capfd.readouterr().err
+  assert "Traceback" not in err
+  lines = err.splitlines()
+  assert len(lines) == 1, err
+  assert "went away after" in lines[0] and f"of {16 << 20} bytes" in lines[0]
+  assert f"/{HANDLE}/4?tf-hub-format=compressed" in lines[0]
+
+
+def test_idle_connections_are_dropped(published):
+  server = serve_lib.make_server(str(published), port=0, idle_timeout_s=0.5)
+  thread = threading.Thread(target=server.serve_forever, daemon=True)
+  thread.start()
+  try:
+    for sent in (b"", b"GET /google/imagenet"):  # Nothing, and half a request line.
+      sock = socket.create_connection(server.server_address[:2], timeout=10)
+      sock.sendall(sent)
+      start = time.monotonic()
+      assert sock.recv(1024) == b""  # Closed by the server...
+      assert time.monotonic() - start < 5  # ...after its idle timeout, not ours.
+      sock.close()
+    assert get(f"{server.url}/{HANDLE}/4")[0] == 200
+  finally:
+    server.shutdown()
+    server.server_close()
+
+
+def test_binds_127_0_0_1_by_default_and_takes_bursts(published):
+  server = serve_lib.make_server(str(published), port=0)
+  try:
+    assert server.server_address[0] == "127.0.0.1"
+    assert server.url.startswith("http://127.0.0.1:")
+    assert server.request_queue_size >= 128
+  finally:
+    server.server_close()
+
+
+def test_tfjs_format_file_answers_a_deployments_files_inside_the_root(tmp_path):
+  from exporters.publishing import serve_lib
+  handle = "google/tfjs-model/imagenet/nasnet_mobile/classification/3/default/1"
+  folder = tmp_path / "root" / handle
+  folder.mkdir(parents=True)
+  (folder / "model.json").write_text("{}")
+  (folder / "group1-shard1of1.bin").write_bytes(b"w")
+  (folder.parent / "1.md").write_text("# Tfjs card\n")
+  (tmp_path / "secret.bin").write_bytes(b"s")
+  os.symlink(tmp_path / "secret.bin", folder / "group1-shard2of2.bin")
+  root = str(tmp_path / "root")
+  for name in ("model.json", "group1-shard1of1.bin"):
+    answer = serve_lib.resolve(root, f"/{handle}/{name}?tfjs-format=file")
+    assert (answer.status, answer.path) == (200, str((folder / name).resolve()))
+  assert serve_lib.resolve(root, f"/{handle}").path == str((folder.parent / "1.md").resolve())
+  assert serve_lib.resolve(root, f"/{handle}/group1-shard2of2.bin?tfjs-format=file").status == 404
+  assert serve_lib.resolve(root, f"/{handle}/missing.bin?tfjs-format=file").status == 404
+  assert serve_lib.resolve(root, f"/{handle}/model.json?tfjs-format=zip").status == 400

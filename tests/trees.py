@@ -13,6 +13,7 @@ import json
 import os
 import pathlib
 import shutil
+import sys
 import tempfile
 import time
 
@@ -58,6 +59,8 @@ def fake_export_model(config, log=print, on_done=None):
     try:
       payload = pathlib.Path(f"{config.checkpoint_path}.index").read_bytes()[:64] + key.encode()
       write_fake_saved_model(tmp, payload)
+      if release.version.format == "hub":  # What the TF.js converter step looks for.
+        (tmp / "tfhub_module.pb").write_bytes(b"module " + payload)
       time.sleep(float(os.environ.get("FAKE_EXPORT_SECONDS", "0")))
       if os.environ.get("FAKE_EXPORT_FAIL") == key:
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -114,3 +117,33 @@ def fake_tree(export_dir: pathlib.Path, releases, payload: bytes = b"weights") -
 
 def nasnet_mobile_releases(**filters):
   return list(registry.default().releases(models=["nasnet_mobile"], **filters))
+
+
+FAKE_TFJS_CONVERTER = """#!{python}
+# tests/trees.py's stand-in for tensorflowjs_converter: `... <parent_dir> <output_dir>`.
+import json, os, pathlib, sys
+parent, out = pathlib.Path(sys.argv[-2]), pathlib.Path(sys.argv[-1])
+log = os.environ.get("FAKE_TFJS_LOG")
+if log:
+  with open(log, "a") as f:
+    f.write(str(parent) + "\\n")
+if os.environ.get("FAKE_TFJS_FAIL") and os.environ["FAKE_TFJS_FAIL"] in str(parent):
+  sys.exit("ValueError: fake converter failure")
+out.mkdir(parents=True)
+(out / "group1-shard1of1.bin").write_bytes((parent / "saved_model.pb").read_bytes())
+(out / "model.json").write_text(json.dumps({{
+    "format": "graph-model", "generatedBy": "fake", "convertedBy": "fake converter",
+    "modelTopology": {{}}, "weightsManifest": [{{"paths": ["group1-shard1of1.bin"],
+                                                "weights": []}}]}}))
+"""
+
+
+def fake_tfjs_converter(folder: pathlib.Path) -> pathlib.Path:
+  """An executable standing in for the TF.js converter: model.json plus one shard holding the
+  parent's saved_model.pb ($FAKE_TFJS_LOG: a file that gets each parent; $FAKE_TFJS_FAIL: a
+  substring of the parents it fails on)."""
+  folder.mkdir(parents=True, exist_ok=True)
+  path = folder / "fake_tensorflowjs_converter"
+  path.write_text(FAKE_TFJS_CONVERTER.format(python=sys.executable))
+  path.chmod(0o755)
+  return path

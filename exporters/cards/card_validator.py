@@ -2,36 +2,34 @@
 
 The hub parses a card's first lines and its `<!-- key: value -->` metadata, so
 a card that breaks them is rejected or mis-filed there; checking here names the
-problem while the fix is still a registry or template edit. The contract:
+problem while the fix is still a registry or template edit. The contract, in
+the card schema it is checked against (the registry's `[card_schemas]`: which
+keys exist, are required or may repeat, and their allowed values):
 
   * line 1: `# Module <publisher>/<name>/<version>` (path segments may carry
     `&zwnj;` after each `/`, an older rendering convention);
   * line 2: a one-line description ending in a period;
   * before the first section, only blank lines and metadata lines, with every
-    required key, no unknown or repeated key, and only allowed values;
+    required key, no unknown key, no repeated key the schema does not allow to
+    repeat, only allowed values, and the module-type tag (`module-type` or
+    `task`) of the handle's module type;
   * the `## ` sections of its format, in order; a changelog, if any, lists
     versions in ascending order up to the card's own;
   * balanced code fences, no unrendered template syntax, a final newline.
+
+A TF.js deployment's card (`validate_tfjs`) has its own, shorter contract:
+line 1 `# Tfjs <parent publisher>/<name>/<parent version>/<variant>/<version>`,
+the one-line description, metadata with the schema's `tfjs_required` keys
+(`asset-path`, `parent-model`) where `parent-model` names the title's parent,
+the sections `## Origin` and `## Example use`, and an example that loads the
+model with `tf.loadGraphModel(..., { fromTFHub: true })`.
 """
 from __future__ import annotations
 
 import re
 
-# The hub's metadata vocabulary: allowed values per key (None: any non-empty text).
-METADATA_VALUES = {
-    "asset-path": ("legacy", "internal"),
-    "dataset": None,
-    "fine-tunable": ("true", "false"),
-    "format": ("hub", "saved_model_2"),
-    "module-type": ("image-classification", "image-feature-vector"),
-    "network-architecture": None,
-}
-REQUIRED_METADATA = ("asset-path", "fine-tunable", "format", "module-type")
-# The module-type tag of each handle module type (the last name segment).
-MODULE_TYPE_TAGS = {
-    "classification": "image-classification",
-    "feature_vector": "image-feature-vector",
-}
+import registry
+
 # The `## ` sections of each format, in card order; optional ones may be absent.
 SECTIONS = {
     "hub": (("hub.Module for TF1", False), ("Overview", True), ("Training", True),
@@ -41,6 +39,9 @@ SECTIONS = {
 }
 
 _TITLE = re.compile(r"# Module (?P<name>[a-z0-9_-]+(?:/(?:&zwnj;)?[a-z0-9_-]+)+)/(?P<version>[1-9][0-9]*)")
+_TFJS_TITLE = re.compile(r"# Tfjs (?P<parent>[a-z0-9_-]+(?:/[a-z0-9_-]+)+/[1-9][0-9]*)"
+                        r"/(?P<variant>[a-z0-9_-]+)/(?P<version>[1-9][0-9]*)")
+TFJS_SECTIONS = ("Origin", "Example use")
 _METADATA = re.compile(r"<!-- (?P<key>[a-z-]+): (?P<value>.*?) -->")
 _CHANGELOG_VERSION = re.compile(r"#### Version (?P<version>[0-9]+)")
 
@@ -54,19 +55,17 @@ class CardError(ValueError):
     super().__init__(f"{where}: card breaks the card contract:\n  - " + "\n  - ".join(problems))
 
 
-def validate(text: str, handle: str | None = None) -> list[str]:
+def validate(text: str, handle: str | None = None,
+             schema: registry.CardSchema | None = None) -> list[str]:
   """Returns the contract's problems with `text` (empty when it is a valid card).
 
   `handle`, if given (`google/imagenet/nasnet_mobile/classification/4`), is
-  the release the card must describe.
+  the release the card must describe; `schema` is the card schema whose
+  metadata rules apply (None: the shipped registry's default schema).
   """
-  problems = []
+  schema = schema or registry.default().card_schema()
+  problems = _text_problems(text)
   lines = text.split("\n")
-  if not text.endswith("\n"):
-    problems.append("the card must end with a newline")
-  for marker in ("{{", "{%", "{#"):
-    if marker in text:
-      problems.append(f"unrendered template syntax {marker!r} (a template bug)")
 
   title = _TITLE.fullmatch(lines[0])
   title_name = None
@@ -83,9 +82,9 @@ def validate(text: str, handle: str | None = None) -> list[str]:
     problems.append(f"line 2 must be a one-line description ending in '.', got {description!r}")
 
   metadata = _read_metadata(lines, problems)
-  problems.extend(_check_metadata(metadata, title_name))
+  problems.extend(_check_metadata(metadata, title_name, schema))
   sections = [line[3:] for _, line in _outside_code(lines) if line.startswith("## ")]
-  problems.extend(_check_sections(sections, metadata.get("format")))
+  problems.extend(_check_sections(sections, metadata.get("format", [None])[0]))
   version = int(title["version"]) if title else None
   problems.extend(_check_changelog(lines, version))
   if sum(1 for line in lines if line.startswith("```")) % 2:
@@ -93,9 +92,61 @@ def validate(text: str, handle: str | None = None) -> list[str]:
   return problems
 
 
-def check(text: str, handle: str | None = None, where: str = "card") -> str:
+def _text_problems(text: str) -> list[str]:
+  """What every card must be as text: newline-terminated, fully rendered."""
+  problems = []
+  if not text.endswith("\n"):
+    problems.append("the card must end with a newline")
+  for marker in ("{{", "{%", "{#"):
+    if marker in text:
+      problems.append(f"unrendered template syntax {marker!r} (a template bug)")
+  return problems
+
+
+def validate_tfjs(text: str, handle: str | None = None,
+                  schema: registry.CardSchema | None = None) -> list[str]:
+  """The contract's problems with the card of a TF.js deployment (see the module docstring).
+
+  `handle`, if given, is the title's (`google/imagenet/nasnet_mobile/classification/1/default/1`).
+  """
+  schema = schema or registry.default().card_schema()
+  problems = _text_problems(text)
+  lines = text.split("\n")
+  title = _TFJS_TITLE.fullmatch(lines[0])
+  if not title:
+    problems.append(f"line 1 must read '# Tfjs <publisher>/<name>/<parent version>/<variant>/"
+                    f"<version>', got {lines[0]!r}")
+  elif handle is not None and lines[0] != f"# Tfjs {handle}":
+    problems.append(f"line 1 names {lines[0][len('# Tfjs '):]!r}, but the card is for {handle!r}")
+  description = lines[1] if len(lines) > 1 else ""
+  if not description.strip() or description.startswith(("#", "<!--")) or not description.endswith("."):
+    problems.append(f"line 2 must be a one-line description ending in '.', got {description!r}")
+  metadata = _read_metadata(lines, problems)
+  for key in schema.tfjs_required:
+    if key not in metadata:
+      problems.append(f"metadata lacks required key {key!r} of a TF.js card "
+                      f"(card schema {schema.name})")
+  problems.extend(_check_metadata(metadata, None, schema, required=()))
+  parents = metadata.get("parent-model", [])
+  if title and parents and parents != [title["parent"]]:
+    problems.append(f"metadata parent-model {parents[0]!r} is not the title's parent "
+                    f"{title['parent']!r}")
+  sections = [line[3:] for _, line in _outside_code(lines) if line.startswith("## ")]
+  if tuple(sections) != TFJS_SECTIONS:
+    problems.append(f"a TF.js card has the sections {', '.join(TFJS_SECTIONS)} in this order, "
+                    f"got {', '.join(sections) or 'none'}")
+  if not re.search(r'tf\.loadGraphModel\("[^"]+", \{ fromTFHub: true \}\)', text):
+    problems.append("the example must load the model with "
+                    "tf.loadGraphModel(\"<url>\", { fromTFHub: true })")
+  if sum(1 for line in lines if line.startswith("```")) % 2:
+    problems.append("unbalanced ``` code fences")
+  return problems
+
+
+def check(text: str, handle: str | None = None, where: str = "card",
+          schema: registry.CardSchema | None = None) -> str:
   """Returns `text` if it is a valid card; raises CardError listing every problem."""
-  problems = validate(text, handle)
+  problems = validate(text, handle, schema)
   if problems:
     raise CardError(where, problems)
   return text
@@ -111,8 +162,8 @@ def _outside_code(lines: list[str]):
       yield n, line
 
 
-def _read_metadata(lines: list[str], problems: list[str]) -> dict:
-  """The metadata between the description and the first section."""
+def _read_metadata(lines: list[str], problems: list[str]) -> dict[str, list[str]]:
+  """The metadata between the description and the first section: key -> values."""
   metadata = {}
   for n in range(2, len(lines)):
     line = lines[n]
@@ -125,34 +176,47 @@ def _read_metadata(lines: list[str], problems: list[str]) -> dict:
       problems.append(f"line {n + 1}: only metadata lines '<!-- key: value -->' may come "
                       f"before the first section, got {line!r}")
       continue
-    key, value = match["key"], match["value"]
-    if key in metadata:
-      problems.append(f"line {n + 1}: metadata key {key!r} is repeated")
-    metadata[key] = value
+    metadata.setdefault(match["key"], []).append(match["value"])
   problems.append("the card has no '## ' section")
   return metadata
 
 
-def _check_metadata(metadata: dict, title_name: str | None) -> list[str]:
+def _check_metadata(metadata: dict[str, list[str]], title_name: str | None,
+                    schema: registry.CardSchema, required=None) -> list[str]:
   problems = []
-  for key in REQUIRED_METADATA:
+  for key in schema.required if required is None else required:
     if key not in metadata:
-      problems.append(f"metadata lacks required key {key!r}")
-  for key, value in metadata.items():
-    if key not in METADATA_VALUES:
-      problems.append(f"unknown metadata key {key!r}; known keys: {', '.join(METADATA_VALUES)}")
+      problems.append(f"metadata lacks required key {key!r} (card schema {schema.name})")
+  for key, values in metadata.items():
+    if key not in schema.keys:
+      problems.append(f"unknown metadata key {key!r} in card schema {schema.name}; known keys: "
+                      f"{', '.join(schema.keys)}")
       continue
-    allowed = METADATA_VALUES[key]
-    if not value.strip():
-      problems.append(f"metadata {key!r} is empty")
-    elif allowed is not None and value not in allowed:
-      problems.append(f"metadata {key}: {value!r} is not one of {', '.join(allowed)}")
-  tag = metadata.get("module-type")
-  if title_name is not None and tag in MODULE_TYPE_TAGS.values():
-    module_type = title_name.rsplit("/", 1)[-1]
-    if MODULE_TYPE_TAGS.get(module_type) != tag:
-      problems.append(f"metadata module-type {tag!r} does not fit the handle's module type "
-                      f"{module_type!r} (expected {MODULE_TYPE_TAGS.get(module_type)!r})")
+    if len(values) > 1 and key not in schema.repeatable:
+      problems.append(f"metadata key {key!r} is repeated")
+    allowed = schema.keys[key]
+    for value in values:
+      if not value.strip():
+        problems.append(f"metadata {key!r} is empty")
+      elif allowed and value not in allowed:
+        problems.append(f"metadata {key}: {value!r} is not one of {', '.join(allowed)} "
+                        f"(card schema {schema.name})")
+  if title_name is not None:
+    problems.extend(_check_module_type_tag(metadata, title_name.rsplit("/", 1)[-1], schema))
+  return problems
+
+
+def _check_module_type_tag(metadata: dict[str, list[str]], module_type: str,
+                           schema: registry.CardSchema) -> list[str]:
+  """A key whose value the schema gives per module type (`module-type`, `task`)
+  must carry the tag of the handle's module type, when it holds allowed tags."""
+  problems = []
+  for key, value in schema.values.items():
+    tags = value.by_module_type or {}
+    present = [v for v in metadata.get(key, ()) if v in tags.values()]
+    if present and tags.get(module_type) not in present:
+      problems.append(f"metadata {key} {present[0]!r} does not fit the handle's module type "
+                      f"{module_type!r} (expected {tags.get(module_type)!r})")
   return problems
 
 

@@ -5,6 +5,8 @@ family (`templates/<card_family>_<module type>.md.j2`); no fact about a model or
 version is written here. Rendering is strict (a field the registry lacks fails
 loudly), every card passes `card_validator` before any file is touched, and
 files are replaced atomically, so a failed run leaves the docs tree as it was.
+The metadata lines follow a card schema of the registry (`[card_schemas]`):
+its keys and values; everything else in a card is the same in every schema.
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ class DocsConfig:
   module_types: tuple[str, ...] = ()
   versions: tuple[int, ...] = ()
   check: bool = False  # Only compare with the tree on disk; write nothing.
+  card_schema: str | None = None  # A [card_schemas] name; None: the registry's default.
 
   @property
   def filtered(self) -> bool:
@@ -46,6 +49,7 @@ class DocsResult:
   cards: tuple[str, ...]  # Every card generated.
   changed: tuple[str, ...]  # New or different: written (with `check`: would be).
   removed: tuple[str, ...]  # Cards of no published release: deleted (with `check`: would be).
+  card_schema: str  # The card schema the cards were generated in.
 
   @property
   def up_to_date(self) -> bool:
@@ -54,10 +58,18 @@ class DocsResult:
 
 def card_path(release: registry.Release) -> pathlib.PurePosixPath:
   """`<publisher>/models/<collection>/<model>/<module type>/<version>.md`, the hub's docs layout."""
-  publisher = release.registry.publisher
-  return pathlib.PurePosixPath(publisher["name"], "models", publisher["collection"],
+  return pathlib.PurePosixPath(release.version.publisher, "models",
+                               release.registry.publisher["collection"],
                                release.model.name, release.module_type,
                                f"{release.version.number}.md")
+
+
+def deployment_card_path(deployment: registry.TfjsDeployment) -> pathlib.PurePosixPath:
+  """`<parent card's folder>/<parent version>/<variant>/tfjs/<version>.md`, as tfhub.dev kept them."""
+  parent = deployment.parent
+  return pathlib.PurePosixPath(
+      card_path(parent).parent, str(parent.version.number), deployment.variant,
+      _field(deployment.extra, "card_folder", "[tfjs]"), f"{deployment.version}.md")
 
 
 def environment() -> jinja2.Environment:
@@ -71,31 +83,18 @@ def environment() -> jinja2.Environment:
       autoescape=False)
 
 
-def card_context(release: registry.Release, title_style: str = "plain") -> dict:
+def card_context(release: registry.Release, title_style: str = "plain",
+                 card_schema: str | None = None) -> dict:
   """Everything a card template may print, taken from the release's registry entries."""
   if title_style not in TITLE_STYLES:
     raise ValueError(f"unknown title style {title_style!r}; expected one of {', '.join(TITLE_STYLES)}")
   reg, model, version = release.registry, release.model, release.version
-  where = release.handle_with_version
   card = _card_fields(release)
   model_fields = {f.name: getattr(model, f.name) for f in dataclasses.fields(model) if f.name != "extra"}
   model_fields.update(model.extra, checkpoint_label=model.checkpoint_label)
   family = _family_texts(release, model_fields)
 
-  metadata_values = {
-      "asset-path": _field(card, "asset_path", f"version {version.number}"),
-      "dataset": _field(reg.cards, "dataset", "[cards]"),
-      "fine-tunable": "true" if _field(reg.cards, "fine_tunable", "[cards]") else "false",
-      "format": version.format,
-      "module-type": card_validator.MODULE_TYPE_TAGS[release.module_type],
-      "network-architecture": model.display_name,
-  }
-  metadata_keys = _field(card, "card_metadata", f"version {version.number}")
-  unknown = [k for k in metadata_keys if k not in metadata_values]
-  if unknown:
-    raise registry.RegistryError(
-        f"{where}: card_metadata names unknown keys {unknown}; known keys: "
-        f"{', '.join(metadata_values)}")
+  metadata = _metadata(release, card, reg.card_schema(card_schema))
 
   history = [v for v in reg.model_versions(model.name) if v.number <= version.number]
   changelog = [{"version": v.number, "entries": _field(v.extra, "changelog", f"version {v.number}")}
@@ -103,7 +102,10 @@ def card_context(release: registry.Release, title_style: str = "plain") -> dict:
 
   companion_type = next(t for t in registry.MODULE_TYPES if t != release.module_type)
   companion = reg.release(model.name, companion_type, version.number)
-  hub_url = _field(reg.cards, "hub_url", "[cards]")
+  hub_url = _field(reg.publisher_of(version), "hub_url", f"publisher {version.publisher!r}")
+  # A release TF Hub never made says so in one sentence, in its Training section.
+  unpublished_text = (None if version.tfhub_published
+                      else _field(reg.cards, "unpublished_text", "[cards]"))
   return {
       "card_family": _field(card, "card_family", f"version {version.number}"),
       "title_handle": release.handle.replace("/", "/&zwnj;") if title_style == "zwnj" else release.handle,
@@ -114,20 +116,22 @@ def card_context(release: registry.Release, title_style: str = "plain") -> dict:
       "model": model_fields,
       "family": family,
       "training_source": family["training_source"],
-      "dataset": metadata_values["dataset"],
+      "dataset": _field(reg.cards, "dataset", "[cards]"),
       "num_classes": reg.publisher["num_classes"],
-      "metadata": [(key, metadata_values[key]) for key in metadata_keys],
+      "metadata": metadata,
       "metadata_blank_lines": card.get("metadata_blank_lines"),
       "labels_file_link": card.get("labels_file_link", True),
       "batch_norm_momentum": version.batch_norm_momentum,
       "changelog": changelog,
+      "unpublished_text": unpublished_text,
   }
 
 
 def render_card(release: registry.Release, title_style: str = "plain",
-                env: jinja2.Environment | None = None) -> str:
-  """The card of `release`, unvalidated; raises RegistryError for a missing field."""
-  context = card_context(release, title_style)
+                env: jinja2.Environment | None = None, card_schema: str | None = None) -> str:
+  """The card of `release` in `card_schema` (None: the registry's default),
+  unvalidated; raises RegistryError for a missing field."""
+  context = card_context(release, title_style, card_schema)
   env = env or environment()
   name = f"{context['card_family']}_{release.module_type}.md.j2"
   try:
@@ -147,19 +151,73 @@ def render_card(release: registry.Release, title_style: str = "plain",
         f"does not give: {e.message}") from e
 
 
+def deployment_card_context(deployment: registry.TfjsDeployment,
+                            card_schema: str | None = None) -> dict:
+  """What a TF.js deployment's card template may print ([tfjs] and its parent release)."""
+  parent, card = deployment.parent, deployment.extra
+  reg = parent.registry
+  schema = reg.card_schema(card_schema)
+  hub_url = _field(reg.publisher_of(parent.version), "hub_url",
+                   f"publisher {parent.version.publisher!r}")
+  values = {"asset-path": lambda: _field(card, "asset_path", "[tfjs]"),
+            "parent-model": lambda: parent.handle_with_version}
+  metadata = []
+  for line in _field(card, "card_metadata", "[tfjs]"):
+    key = schema.key(line)
+    if line not in values or key not in schema.keys:
+      raise registry.RegistryError(
+          f"[tfjs] card_metadata names {line!r}, which a TF.js card cannot write in card "
+          f"schema {schema.name}; it can write: {', '.join(values)}")
+    metadata.append((key, values[line]()))
+  return {
+      "card_family": _field(card, "card_family", "[tfjs]"),
+      "title_handle": deployment.card_handle,
+      "parent": {"handle": parent.handle_with_version, "url": hub_url + parent.handle_with_version},
+      "url": hub_url + deployment.handle,
+      "metadata": metadata,
+      "converter_url": _field(card, "converter_url", "[tfjs]"),
+  }
+
+
+def render_deployment_card(deployment: registry.TfjsDeployment,
+                           env: jinja2.Environment | None = None,
+                           card_schema: str | None = None) -> str:
+  """The card of a TF.js deployment, unvalidated; RegistryError for a missing field."""
+  context = deployment_card_context(deployment, card_schema)
+  name = f"{context['card_family']}_deployment.md.j2"
+  try:
+    return (env or environment()).get_template(name).render(context)
+  except jinja2.TemplateNotFound:
+    raise registry.RegistryError(f"[tfjs] card_family {context['card_family']!r} has no "
+                                 f"template {name} in {TEMPLATE_DIR}") from None
+  except jinja2.UndefinedError as e:
+    raise registry.RegistryError(f"{deployment.handle}: template {name} needs a value the "
+                                 f"registry does not give: {e.message}") from e
+
+
 def render_cards(config: DocsConfig, reg: registry.Registry | None = None) -> dict[str, str]:
   """Relative path -> card text for the selected releases, every card validated.
 
   Raises CardError listing the problems of every invalid card.
   """
   reg = reg or registry.default()
+  schema = reg.card_schema(config.card_schema)
   env = environment()
   cards, problems = {}, []
   for release in reg.releases(models=config.models, module_types=config.module_types,
                               versions=config.versions):
     path = str(card_path(release))
-    text = render_card(release, config.title_style, env)
-    problems.extend(f"{path}: {p}" for p in card_validator.validate(text, release.handle_with_version))
+    text = render_card(release, config.title_style, env, schema.name)
+    problems.extend(f"{path}: {p}" for p in card_validator.validate(
+        text, release.handle_with_version, schema))
+    cards[path] = text
+  for deployment in reg.tfjs_deployments(models=config.models,
+                                         module_types=config.module_types,
+                                         versions=config.versions):
+    path = str(deployment_card_path(deployment))
+    text = render_deployment_card(deployment, env, schema.name)
+    problems.extend(f"{path}: {p}" for p in card_validator.validate_tfjs(
+        text, deployment.card_handle, schema))
     cards[path] = text
   if problems:
     raise card_validator.CardError(f"{len(problems)} problems in generated cards", problems)
@@ -180,7 +238,48 @@ def run(config: DocsConfig, reg: registry.Registry | None = None) -> DocsResult:
       _write_atomically(out / p, cards[p])
     for p in removed:
       (out / p).unlink()
-  return DocsResult(cards=tuple(cards), changed=tuple(changed), removed=tuple(removed))
+  return DocsResult(cards=tuple(cards), changed=tuple(changed), removed=tuple(removed),
+                    card_schema=reg.card_schema(config.card_schema).name)
+
+
+def _metadata(release: registry.Release, card: dict,
+              schema: registry.CardSchema) -> list[tuple[str, str]]:
+  """The card's (key, value) metadata lines in `schema`, in the version's order.
+
+  A version names its lines by their 2021-04 keys (`card_metadata`); the schema
+  may write a line under another key, in place, and gives the values that
+  depend on it. The rest come from the version and [cards] in every schema.
+  """
+  reg, version = release.registry, release.version
+  where = release.handle_with_version
+  common = {
+      "asset-path": lambda: _field(card, "asset_path", f"version {version.number}"),
+      "fine-tunable": lambda: "true" if _field(reg.cards, "fine_tunable", "[cards]") else "false",
+      "format": lambda: version.format,
+  }
+  lines = _field(card, "card_metadata", f"version {version.number}")
+  known = [line for line in (*common, *schema.renamed, *schema.values)
+           if schema.key(line) in common or schema.key(line) in schema.values]
+  unknown = [line for line in lines if line not in known]
+  if unknown:
+    raise registry.RegistryError(
+        f"{where}: card_metadata names unknown keys {unknown}; known keys in card schema "
+        f"{schema.name}: {', '.join(known)}")
+  metadata = []
+  for line in lines:
+    key = schema.key(line)
+    if schema.omits(key, release.model.name):
+      continue
+    if key in schema.values:
+      value = schema.values[key].for_release(release)
+      if value is None:
+        raise registry.RegistryError(
+            f"{where}: card schema {schema.name} gives no {key!r} value for model "
+            f"{release.model.name!r}; add it to [card_schemas.\"{schema.name}\".values]")
+    else:
+      value = common[key]()
+    metadata.append((key, value))
+  return metadata
 
 
 def _card_fields(release: registry.Release) -> dict:
@@ -233,10 +332,19 @@ def _field(table: dict, key: str, where: str):
 
 
 def _existing_cards(out: pathlib.Path, reg: registry.Registry) -> list[str]:
-  """Cards on disk in the generated layout (`<model>/<module type>/<version>.md`)."""
-  root = out / reg.publisher["name"] / "models" / reg.publisher["collection"]
-  return sorted(p.relative_to(out).as_posix() for p in root.glob("*/*/*.md")
-                if p.parent.name in registry.MODULE_TYPES and p.stem.isdigit())
+  """Cards on disk in the generated layout (`<model>/<module type>/<version>.md`, and
+  `<model>/<module type>/<version>/<variant>/<card folder>/<version>.md` of TF.js deployments)."""
+  found = []
+  card_folder = reg.tfjs.get("card_folder")
+  for publisher in reg.publisher_names:
+    root = out / publisher / "models" / reg.publisher["collection"]
+    found.extend(p.relative_to(out).as_posix() for p in root.glob("*/*/*.md")
+                 if p.parent.name in registry.MODULE_TYPES and p.stem.isdigit())
+    if card_folder:
+      found.extend(p.relative_to(out).as_posix()
+                   for p in root.glob(f"*/*/*/*/{card_folder}/*.md")
+                   if p.parents[3].name in registry.MODULE_TYPES and p.stem.isdigit())
+  return sorted(found)
 
 
 def _read_bytes(path: pathlib.Path) -> bytes | None:

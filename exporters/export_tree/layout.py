@@ -6,6 +6,11 @@ Per handle directory `<export_dir>/<publisher>/<collection>/<model>/<module_type
   <version>.md               its card
   .<version>.stamp.json      what it was made from (exporters.export_tree.stamps)
 
+A TF.js deployment (registry [tfjs]) is laid out the same way under its
+handle: `<export_dir>/<publisher>/tfjs-model/<collection>/<model>/<module_type>/
+<parent version>/<variant>/` holds `<version>/` (model.json and its weight
+shards), `<version>.md` and `.<version>.stamp.json`.
+
 The stamp lies beside the export, not in it, because publish archives the
 export directory whole. Temporary entries (`.tmp-*`, `.old-*`) exist only
 while a run holds the tree's lock; a later run removes what an interrupted
@@ -39,11 +44,30 @@ def card_path(export_dir, release) -> pathlib.Path:
   return handle_dir(export_dir, release) / f"{release.version.number}.md"
 
 
+def deployment_dir(export_dir, deployment: registry_lib.TfjsDeployment) -> pathlib.Path:
+  """The folder holding a TF.js deployment, its card and its stamp."""
+  return pathlib.Path(export_dir, *deployment.handle_dir.split("/"))
+
+
+def deployment_path(export_dir, deployment) -> pathlib.Path:
+  return deployment_dir(export_dir, deployment) / str(deployment.version)
+
+
+def deployment_stamp_path(export_dir, deployment) -> pathlib.Path:
+  return deployment_dir(export_dir, deployment) / f".{deployment.version}.stamp.json"
+
+
+def deployment_card_path(export_dir, deployment) -> pathlib.Path:
+  return deployment_dir(export_dir, deployment) / f"{deployment.version}.md"
+
+
 def remove_stale_temporaries(export_dir: pathlib.Path, reg: registry_lib.Registry) -> list[str]:
   """Deletes what an interrupted run left (`.tmp-*`, `.old-*`) in the handle directories."""
-  collection = export_dir / reg.publisher["name"] / reg.publisher["collection"]
   removed = []
-  for handle in sorted(collection.glob("*/*")):
+  handles = [h for name in reg.publisher_names
+             for h in (export_dir / name / reg.publisher["collection"]).glob("*/*")]
+  handles += {deployment_dir(export_dir, d) for d in reg.tfjs_deployments()}
+  for handle in sorted(handles):
     if not handle.is_dir():
       continue
     for entry in sorted(handle.iterdir()):

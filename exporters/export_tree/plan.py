@@ -14,6 +14,7 @@ from typing import Callable
 import registry as registry_lib
 from exporters.errors import ExportError
 from exporters.export_tree import layout, stamps
+from exporters.formats import tfjs as tfjs_format
 
 DEFAULT_EXPORTER = "exporters.pipeline:export_model"
 # Peak resident memory of one model run, in GB, before any stamp recorded a
@@ -34,10 +35,13 @@ class ExportAllConfig:
   jobs: int = 1
   memory_budget_gb: float = 0.0  # 0: 80% of the memory available at the start.
   mirror: str | None = None  # Checkpoint archive mirror; None: $CHECKPOINT_MIRROR.
+  lock_file: str | None = None  # Pinned archive hashes; None: checkpoints.fetch_lib's default.
   force: bool = False  # Export again even what is up to date.
   heartbeat_s: float = 60.0
   exporter: str = DEFAULT_EXPORTER  # "module:function" with pipeline.export_model's signature.
   in_process: bool = False  # Tests and debugging: models run in this process, one after another.
+  tfjs: bool = True  # Also the TF.js deployments ([tfjs]) of the planned releases.
+  tfjs_converter: str = tfjs_format.CONVERTER  # `tensorflowjs_converter` of `.venv-tfjs`.
 
 
 @dataclasses.dataclass
@@ -53,6 +57,8 @@ class ReleaseJob:
   stamp_inputs: dict
   stamp_key: str
   up_to_date: bool
+  checkpoint_provenance: str  # Now, from the lock file: see stamps' module docstring.
+  stamp: stamps.Stamp | None = None  # The one on disk.
 
   @property
   def label(self) -> str:
@@ -104,7 +110,7 @@ def provide_checkpoints(models: list[str], config: ExportAllConfig,
     log(f"{model}: no checkpoint at {prefix}; fetching it")
     try:
       prefixes[model] = fetch_lib.ensure_checkpoint(
-          model, config.checkpoint_dir, mirror=config.mirror,
+          model, config.checkpoint_dir, mirror=config.mirror, lock_file=lock_file(config),
           progress=fetch_lib.ProgressBar(sys.stderr))
     except fetch_lib.CheckpointError as e:
       problems.append(f"{model}: {e}")
@@ -118,11 +124,24 @@ def provide_checkpoints(models: list[str], config: ExportAllConfig,
   return prefixes
 
 
+def lock_file(config: ExportAllConfig) -> str | pathlib.Path:
+  from checkpoints import fetch_lib
+  return config.lock_file or fetch_lib.DEFAULT_LOCK_FILE
+
+
+def provenances(config: ExportAllConfig, prefixes: dict[str, pathlib.Path]) -> dict[str, str]:
+  """model -> "pinned archive sha256 ..." or "unverified local checkpoint"."""
+  from checkpoints import fetch_lib
+  return {model: fetch_lib.checkpoint_provenance(model, prefix, lock_file(config))
+          for model, prefix in prefixes.items()}
+
+
 def plan(config: ExportAllConfig, reg: registry_lib.Registry, planned: list,
          prefixes: dict[str, pathlib.Path]) -> list[ReleaseJob]:
   """One ReleaseJob per planned release, in plan order, each told whether it is up to date."""
   from checkpoints import fetch_lib
   hashes = {model: fetch_lib.checkpoint_sha256(prefix) for model, prefix in prefixes.items()}
+  provenance = provenances(config, prefixes)
   fingerprint = stamps.code_fingerprint()
   jobs = []
   for i, release in enumerate(planned, 1):
@@ -137,7 +156,8 @@ def plan(config: ExportAllConfig, reg: registry_lib.Registry, planned: list,
                            checkpoint=prefixes[release.model.name], export_dir=export_dir,
                            stamp_file=layout.stamp_path(config.export_dir, release),
                            card_file=layout.card_path(config.export_dir, release),
-                           stamp_inputs=inputs, stamp_key=key, up_to_date=up_to_date))
+                           stamp_inputs=inputs, stamp_key=key, up_to_date=up_to_date,
+                           checkpoint_provenance=provenance[release.model.name], stamp=stamp))
   return jobs
 
 

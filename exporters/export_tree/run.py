@@ -16,7 +16,11 @@ A run goes through these steps, so that bad input stops it before any work:
      per mode and format family, every release derived from it), in worker
      processes within the memory budget (exporters.export_tree.workers);
      stamp each release as soon as it is verified and in place;
-  6. write the cards and return one row per release for the final table.
+  6. convert the TF.js deployments ([tfjs] in the registry) of the planned
+     releases whose parents are in place (exporters.export_tree.deployments;
+     the converter's environment `.venv-tfjs` is checked before step 5);
+  7. write the cards and return one row per release and deployment for the
+     final table.
 
 A release's bytes do not depend on the plan (which releases, in which order,
 with which --jobs): the format writers write canonical content
@@ -33,6 +37,7 @@ from typing import Callable
 
 import registry as registry_lib
 from exporters.errors import ExportError
+from exporters.export_tree import deployments as deployments_lib
 from exporters.export_tree import layout, lock, plan as plan_lib, stamps, workers
 from exporters.export_tree.plan import ExportAllConfig, ReleaseJob
 from exporters.export_tree.progress import Progress, format_seconds
@@ -49,6 +54,8 @@ class Row:
   seconds: float | None = None
   verified: bool = False
   error: str = ""
+  model: str = ""
+  checkpoint_provenance: str = ""
 
 
 @dataclasses.dataclass
@@ -79,7 +86,16 @@ def render_cards(config: ExportAllConfig, reg: registry_lib.Registry,
     raise ExportError(f"{e}:\n  " + "\n  ".join(getattr(e, "problems", ()) or ())) from None
   except registry_lib.RegistryError as e:
     raise ExportError(f"cannot render the cards: {e}") from None
-  return {layout.card_path(config.export_dir, r): texts[str(docs_lib.card_path(r))] for r in planned}
+  cards = {layout.card_path(config.export_dir, r): texts[str(docs_lib.card_path(r))]
+           for r in planned}
+  if config.tfjs:
+    planned_keys = {(r.model.name, r.module_type, r.version.number) for r in planned}
+    for d in reg.tfjs_deployments(models=config.models, module_types=config.module_types,
+                                  versions=config.versions):
+      if (d.parent.model.name, d.parent.module_type, d.parent.version.number) in planned_keys:
+        cards[layout.deployment_card_path(config.export_dir, d)] = texts[
+            str(docs_lib.deployment_card_path(d))]
+  return cards
 
 
 # ---- The run.
@@ -109,12 +125,20 @@ def run(config: ExportAllConfig, log: Callable[[str], None] = print,
       log(f"removed {len(stale)} temporary file(s) left by an interrupted run")
     jobs = plan_lib.plan(config, reg, planned, prefixes)
     model_jobs = plan_lib.model_jobs(config, jobs)
+    deployment_jobs = deployments_lib.plan(config, reg, jobs)
+    deployments_lib.check_converter(config, deployment_jobs)
     todo = [j for j in jobs if not j.up_to_date]
-    for job in jobs:
+    conversions = [d for d in deployment_jobs if not d.up_to_date]
+    for job in [*jobs, *deployment_jobs]:
       if job.up_to_date:
-        progress.skipped(job)
-        rows[job.index] = _row(job, "up to date", verified=True,
-                               size=layout.directory_size(job.export_dir))
+        if todo or conversions:  # Nothing to do is said in one line at the end.
+          progress.skipped(job)
+        if isinstance(job, ReleaseJob):
+          _record_provenance(job, log)
+          rows[job.index] = _row(job, "up to date", verified=True,
+                                 size=layout.directory_size(job.export_dir))
+        else:
+          rows[job.index] = _deployment_row(job, "up to date")
 
     def done(job: ReleaseJob, report: workers.ReleaseReport) -> None:
       error = report.error
@@ -125,7 +149,7 @@ def run(config: ExportAllConfig, log: Callable[[str], None] = print,
               version=job.release.version.number, export_format=job.release.version.format,
               checkpoint_path=str(job.checkpoint), code_version=stamps.code_version(fingerprint),
               seconds=round(report.seconds, 3), peak_rss_mb=report.peak_rss_mb,
-              export=report.result))
+              export=report.result, checkpoint_provenance=job.checkpoint_provenance))
         except OSError as e:
           error = f"exported, but its stamp could not be written: {_error_text(e)}"
       progress.release_done(job, report.seconds, error)
@@ -144,8 +168,23 @@ def run(config: ExportAllConfig, log: Callable[[str], None] = print,
           workers.run_in_process(model_jobs, config, progress, done)
         else:
           workers.run_in_workers(model_jobs, config, progress, done)
+    if conversions:
+      if not todo:
+        log(f"{len(conversions)} of {len(deployment_jobs)} TF.js deployment(s) to convert")
+      for job in conversions:
+        converted = deployments_lib.convert(
+            job, rows[job.parent.index].status != "failed", config, progress.say)
+        progress.say(f"{job.label}: {deployments_lib.outcome_text(converted)} … elapsed "
+                     f"{progress.elapsed()}")
+        rows[job.index] = _deployment_row(job, "failed" if converted.error else "exported",
+                                          seconds=converted.seconds, error=converted.error)
+    todo = todo + conversions
+    jobs = [*jobs, *deployment_jobs]
     cards_written = 0
+    failed_cards = {job.card_file for job in jobs if rows[job.index].status == "failed"}
     for path, text in cards.items():
+      if path in failed_cards:
+        continue  # A card describes an export; a failed one has none (or keeps the old).
       data = text.encode("utf-8")
       if not path.is_file() or path.read_bytes() != data:
         layout.write_atomically(path, data)
@@ -153,8 +192,10 @@ def run(config: ExportAllConfig, log: Callable[[str], None] = print,
   result = ExportAllResult(rows=[rows[j.index] for j in jobs],
                            seconds=time.monotonic() - progress.t0, cards_written=cards_written)
   if not todo:
-    log(f"all {len(jobs)} export(s) up to date; no export work done "
-        f"({cards_written} card(s) rewritten)")
+    up_to_date = f"all {len(jobs) - len(deployment_jobs)} release(s)" + (
+        f" and {len(deployment_jobs)} TF.js deployment(s)" if deployment_jobs else "")
+    log(f"{up_to_date} up to date; no export work done"
+        + (f"; {cards_written} card(s) rewritten" if cards_written else ""))
   else:
     log(f"{len(result.exported)} exported, {len(jobs) - len(todo)} up to date, "
         f"{len(result.failed)} failed; {cards_written} card(s) written; "
@@ -182,10 +223,35 @@ def _removing_temporaries_on_error(export_dir: pathlib.Path, reg: registry_lib.R
     raise
 
 
+def _record_provenance(job: ReleaseJob, log: Callable[[str], None]) -> None:
+  """An up-to-date release's stamp is made to state its checkpoint's provenance as it is now.
+
+  Not a reason to export again (the bytes would be the same): see stamps.
+  """
+  if job.stamp is None or job.stamp.checkpoint_provenance == job.checkpoint_provenance:
+    return
+  try:
+    stamps.write_stamp(job.stamp_file, dataclasses.replace(
+        job.stamp, checkpoint_provenance=job.checkpoint_provenance))
+  except OSError as e:
+    log(f"{job.label}: could not record its checkpoint's provenance in {job.stamp_file}: "
+        f"{_error_text(e)}")
+
+
+def _deployment_row(job: deployments_lib.DeploymentJob, status: str, **fields) -> Row:
+  parent = job.parent
+  size = layout.directory_size(job.output_dir) if status != "failed" else None
+  return Row(handle=job.deployment.handle_dir, version=job.deployment.version,
+             format=deployments_lib.FORMAT, status=status, size=size,
+             verified=status != "failed", model=parent.release.model.name,
+             checkpoint_provenance=parent.checkpoint_provenance, **fields)
+
+
 def _row(job: ReleaseJob, status: str, **fields) -> Row:
   release = job.release
   return Row(handle=release.handle, version=release.version.number,
-             format=release.version.format, status=status, **fields)
+             format=release.version.format, status=status, model=release.model.name,
+             checkpoint_provenance=job.checkpoint_provenance, **fields)
 
 
 def format_table(rows: list[Row]) -> str:
@@ -194,6 +260,9 @@ def format_table(rows: list[Row]) -> str:
   lines = [header]
   for r in rows:
     verified = {"exported": "yes", "up to date": "yes (up to date)"}.get(r.status, "FAILED")
+    if r.format == deployments_lib.FORMAT and r.status != "failed":
+      # Converted from a verified parent; the TF.js runtime test (tests/test_tfjs.py) runs it.
+      verified = verified.replace("yes", "converted")
     lines.append((r.handle, str(r.version), r.format,
                   _size(r.size) if r.size is not None else "-",
                   f"{r.seconds:.1f}" if r.seconds is not None and r.status != "up to date"
@@ -201,10 +270,34 @@ def format_table(rows: list[Row]) -> str:
   widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
   text = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines]
   text.insert(1, "  ".join("-" * w for w in widths))
+  text += provenance_lines(rows)
   for r in rows:
     if r.error:
       text.append(f"{r.handle}/{r.version}: {r.error}")
   return "\n".join(text)
+
+
+def provenance_lines(rows: list[Row], only_unverified: bool = False) -> list[str]:
+  """Per model: where its checkpoint comes from (the pinned archive's hash shortened).
+
+  An unverified checkpoint is said so plainly, so that nobody publishes its
+  exports by accident.
+  """
+  from checkpoints import fetch_lib
+  pinned = fetch_lib.PINNED.format(sha256="")
+  by_model = {r.model: r.checkpoint_provenance for r in rows if r.model}
+  lines = []
+  for model, provenance in by_model.items():
+    if provenance.startswith(pinned):
+      if only_unverified:
+        continue
+      digest = provenance[len(pinned):]
+      text = pinned + (digest[:12] + "…" if len(digest) > 12 else digest)
+    else:
+      text = (f"{provenance}: never matched against a pinned release archive; check it "
+              f"before publishing")
+    lines.append(f"checkpoint of {model}: {text}")
+  return lines
 
 
 def _size(n: int) -> str:

@@ -6,6 +6,13 @@ key differs, or an export directory that is gone, means the release is
 exported again. A content hash, not a file time, decides: touching a
 checkpoint without changing it re-exports nothing.
 
+The stamp also records the checkpoint's provenance (checkpoints.fetch_lib.
+checkpoint_provenance: "pinned archive sha256 ..." or "unverified local
+checkpoint"). It is not part of the key: a checkpoint placed by hand that is
+later fetched and pinned has the same bytes, so its exports would be the
+same bytes too; export_all rewrites the stamps of up-to-date releases whose
+recorded provenance is no longer true instead of exporting them again.
+
 The code version covers whole packages: every Python file of the packages
 an export runs (`EXPORT_CODE_PACKAGES`: the model run, the format writers,
 the compat shims, the graph builders, the registry, and the checkpoint
@@ -28,10 +35,15 @@ from exporters.export_tree import layout
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 DISTRIBUTION = "nasnet-hub-toolchain"
-STAMP_FORMAT = 2
+STAMP_FORMAT = 3  # 3 added checkpoint_provenance; a format-2 stamp is read with it unknown.
+UNKNOWN_PROVENANCE = "unknown"  # A format-2 stamp; publish_lib says the same.
 EXPORT_CODE_PACKAGES = ("exporters/pipeline", "exporters/formats", "exporters/compat",
                         "slim_nets", "registry", "checkpoints")
 EXPORT_LIBRARIES = ("tensorflow", "tensorflow-cpu", "tf-keras", "tf-slim", "tensorflow-hub")
+# The TF.js converter step is not part of any release's export: its own code and
+# its environment's pins make the TF.js deployments' stamps (`tfjs_fingerprint`).
+TFJS_SOURCES = ("exporters/formats/tfjs.py", "requirements-tfjs.txt",
+                "requirements-tfjs-nodeps.txt", "constraints-tfjs.txt")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +59,8 @@ class Stamp:
   seconds: float  # This release's own share of its model run.
   peak_rss_mb: int | None  # The model run's process, up to this release: calibrates --jobs.
   export: dict  # What the export reported (verification, phase seconds).
+  # "pinned archive sha256 <hex>" or "unverified local checkpoint" (checkpoints.fetch_lib).
+  checkpoint_provenance: str = UNKNOWN_PROVENANCE
 
   def to_json(self) -> bytes:
     data = dict(dataclasses.asdict(self), format=STAMP_FORMAT)
@@ -57,7 +71,10 @@ def read_stamp(path: str | pathlib.Path) -> Stamp | None:
   """The stamp, or None when it is absent, unreadable or of another format (then: export again)."""
   try:
     data = json.loads(pathlib.Path(path).read_text())
-    if not isinstance(data, dict) or data.pop("format", None) != STAMP_FORMAT:
+    if not isinstance(data, dict):
+      return None
+    # Format 2 had no provenance: read with it unknown, export_all records it without exporting.
+    if data.pop("format", None) not in (2, STAMP_FORMAT):
       return None
     return Stamp(**data)
   except (OSError, ValueError, TypeError):
@@ -86,7 +103,8 @@ def export_source_files() -> list[pathlib.Path]:
   """Every Python file of the packages an export runs."""
   return [path for package in EXPORT_CODE_PACKAGES
           for path in sorted((REPO_ROOT / package).rglob("*.py"))
-          if "__pycache__" not in path.parts]
+          if "__pycache__" not in path.parts
+          and path.relative_to(REPO_ROOT).as_posix() not in TFJS_SOURCES]
 
 
 @functools.lru_cache(maxsize=None)
@@ -108,6 +126,16 @@ def code_fingerprint() -> dict:
       pass
   return {"toolchain_version": toolchain_version(), "sources_sha256": h.hexdigest(),
           "libraries": libraries}
+
+
+@functools.lru_cache(maxsize=None)
+def tfjs_fingerprint() -> dict:
+  """What identifies a TF.js conversion: the converter step's code and its environment's
+  pins (constraints-tfjs.txt pins the whole tree; reading them needs no process)."""
+  h = hashlib.sha256()
+  for name in TFJS_SOURCES:
+    h.update(name.encode() + b"\0" + (REPO_ROOT / name).read_bytes() + b"\0")
+  return {"toolchain_version": toolchain_version(), "sources_sha256": h.hexdigest()}
 
 
 def code_version(fingerprint: dict) -> str:

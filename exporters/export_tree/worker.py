@@ -34,9 +34,10 @@ def _worker_main(argv: list[str]) -> int:
   """
   signal.signal(signal.SIGTERM, signal.SIG_DFL)
   signal.signal(signal.SIGINT, signal.SIG_IGN)
-  # The legacy layers' deprecation warnings say nothing a user of export_all can act on.
-  import warnings
-  warnings.simplefilter("ignore")
+  # As quiet as export_all itself (TensorFlow's start-up lines, the legacy layers'
+  # deprecation warnings), unless that was run with --verbosity.
+  from exporters import cli
+  cli.quiet_from_environment()
   spec = json.loads(argv[0])
   _die_with_parent(spec["parent_pid"])
   from exporters import pipeline

@@ -16,7 +16,6 @@ import importlib
 import json
 import os
 import pathlib
-import re
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ import threading
 import time
 from typing import Callable
 
+from exporters import cli
 from exporters.export_tree import stamps
 from exporters.export_tree.plan import ExportAllConfig, ModelJob, ReleaseJob
 
@@ -41,8 +41,6 @@ class ReleaseReport:
 
 
 ReleaseDone = Callable[[ReleaseJob, ReleaseReport], None]
-# TensorFlow's C++ log lines ("I0000 00:00:17.. port.cc:153] ...") and absl's preamble.
-_TENSORFLOW_LOG_LINE = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:|WARNING: All log messages before absl)")
 
 
 def interrupt_on_signal(signum, frame):
@@ -170,7 +168,7 @@ class _Worker:
     complete = data[:data.rfind(b"\n") + 1]
     self._log_offset += len(complete)
     return [line for line in complete.decode(errors="replace").splitlines()
-            if not _TENSORFLOW_LOG_LINE.match(line)]
+            if not cli.TENSORFLOW_LOG_LINE.match(line)]
 
   def unreported(self) -> list[tuple[ReleaseJob, ReleaseReport]]:
     """After the process ended: its releases that it never reported, failed with its reason."""

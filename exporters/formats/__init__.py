@@ -9,7 +9,7 @@ against the Slim reference.
 """
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from typing import Callable, Iterable, Mapping, Protocol
 
 from registry import Release
 
@@ -45,3 +45,20 @@ def writer_for(fmt: str) -> FormatWriter:
     from exporters.formats.saved_model_2 import SavedModel2Constructions
     return SavedModel2Constructions
   raise ValueError(f"no writer for format {fmt!r}")
+
+
+def non_finite_values(what: str, values: Mapping[str, object] | Iterable[tuple[str, object]]) -> str:
+  """"" when every value is finite, else a line naming which are not (NaN / Inf).
+
+  Verification checks this before any bitwise or tolerance comparison, so a
+  NaN is reported as a NaN rather than as a difference (NaN != NaN).
+  """
+  from checkpoints.integrity import non_finite
+
+  items = values.items() if isinstance(values, Mapping) else values
+  bad = [(name, kind) for name, value in items if (kind := non_finite(value))]
+  if not bad:
+    return ""
+  listed = ", ".join(f"{kind} in {name}" for name, kind in bad[:5])
+  more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+  return f"non-finite values in {what}: {listed}{more}"

@@ -1,4 +1,4 @@
-"""Writes and verifies the TF1 Hub format (versions 1-3): what `hub.Module` loads.
+"""Writes and verifies the TF1 Hub format (registry format "hub"): what `hub.Module` loads.
 
 tensorflow-hub 0.16 has no `hub.Module` any more, and 0.15 cannot be imported
 on TensorFlow 2.16 or later, so this writer produces the format itself with
@@ -46,6 +46,7 @@ from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from exporters.pipeline import slim_graph
 from exporters.pipeline.checkpoint_reader import CheckpointValues
 from exporters.errors import ExportError
+from exporters.formats import non_finite_values
 from registry import Release
 
 tf1 = tf.compat.v1
@@ -420,6 +421,8 @@ def _check_layout(release: Release, export_dir: str) -> dict:
 def _check_values(release: Release, what: str, got: dict[str, np.ndarray],
                   values: dict[str, np.ndarray]) -> None:
   """Bitwise equality with the checkpoint for exactly the module's variables."""
+  if problem := non_finite_values(what, got):
+    _fail(release, problem)
   expected_names = set(slim_graph.exported_variable_names(release.module_type, values))
   if set(got) != expected_names:
     _fail(release, f"{what} has other variables than the checkpoint's; symmetric difference: "
@@ -458,6 +461,11 @@ def _check_fine_tuning(release: Release, loaded, reference, probe: np.ndarray) -
   loss_values = np.array(sorted(v.numpy() for v in loss_values))
   means = [m.numpy() for m in means]
   new = [v.numpy() for v in moving_means]
+  if problem := non_finite_values("the train graph after running UPDATE_OPS", [
+      ("REGULARIZATION_LOSSES", loss_values),
+      *((f"batch mean of {v.name}", m) for v, m in zip(moving_means, means)),  # Shapes differ.
+      *((f"moving mean {v.name}", n) for v, n in zip(moving_means, new))]):
+    _fail(release, problem)
   errors = [np.max(np.abs(n - (momentum * o + (1.0 - momentum) * m)) / (1.0 + np.abs(m)))
             for o, n, m in zip(old, new, means)]
   if not max(errors) <= 1e-5:
@@ -520,6 +528,8 @@ def verify(release: Release, export_dir: str, checkpoint: CheckpointValues, refe
     if not training:
       for signature in signatures(release):
         got = _run_signature(loaded, signature, probe, momentum)
+        if problem := non_finite_values(f"signature {signature.name!r}", [("output", got)]):
+          _fail(release, problem)
         diff = float(np.max(np.abs(got - expected[signature.output])))
         report["max_abs_diff"][signature.name] = diff
         if not diff <= tolerance:
@@ -534,6 +544,8 @@ def verify(release: Release, export_dir: str, checkpoint: CheckpointValues, refe
         report["train_features_max_abs_diff"] = None  # Random: path dropout.
       else:
         train_expected = reference.expected(training=True)["features"]
+        if problem := non_finite_values("the train graph", [("features", got)]):
+          _fail(release, problem)
         diff = float(np.max(np.abs(got - train_expected)))
         report["train_features_max_abs_diff"] = diff
         if not diff <= tolerance:

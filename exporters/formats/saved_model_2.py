@@ -1,4 +1,4 @@
-"""Writes and verifies versions 4-5: TF2 SavedModels for `hub.load` and `hub.KerasLayer`.
+"""Writes and verifies TF2 SavedModels (registry format "saved_model_2") for `hub.load` and `hub.KerasLayer`.
 
 The exported object follows TF Hub's Reusable SavedModel API:
 
@@ -44,7 +44,7 @@ import numpy as np
 
 from exporters.compat import tf_internals, tf_keras_internals
 from exporters.errors import ExportError
-from exporters.formats import canonical
+from exporters.formats import canonical, non_finite_values
 from exporters.pipeline import slim_graph
 
 # The serving signature's input and output names: the argument name of
@@ -242,8 +242,8 @@ def _max_abs_diff(actual, expected, what: str) -> float:
   if actual.shape != expected.shape:
     raise ExportError(f"{what}: the export gives shape {list(actual.shape)}, "
                       f"the Slim graph {list(expected.shape)}")
-  if not np.all(np.isfinite(actual)):
-    raise ExportError(f"{what}: the export gives non-finite values")
+  if problem := non_finite_values(what, [("the export's output", actual)]):
+    raise ExportError(problem)
   diff = float(np.max(np.abs(actual - expected)))
   if diff > _MAX_ABS_DIFF:
     raise ExportError(f"{what}: the export differs from the Slim graph by {diff:.3g} "
@@ -261,6 +261,9 @@ def _verify_variables(loaded, checkpoint, module_type: str) -> dict:
     missing, extra = sorted(expected - set(names)), sorted(set(names) - expected)
     raise ExportError(f"exported variables differ from the checkpoint's: missing {missing[:5]}, "
                       f"extra {extra[:5]}")
+  if problem := non_finite_values("the exported variables",
+                                  [(n, v.numpy()) for n, v in zip(names, loaded.variables)]):
+    raise ExportError(problem)
   changed = [n for n, v in zip(names, loaded.variables)
              if not np.array_equal(v.numpy(), checkpoint.values[n])]
   if changed:
@@ -284,6 +287,8 @@ def _verify_regularization_losses(loaded, reference) -> dict:
   # One function calling them all: one instantiation instead of one per loss.
   all_losses = tf.function(lambda: [f() for f in loaded.regularization_losses], autograph=False)
   actual = sorted(float(v) for v in all_losses())
+  if problem := non_finite_values("the export's regularization losses", [("losses", actual)]):
+    raise ExportError(problem)
   if len(actual) != len(expected):
     raise ExportError(f"the export has {len(actual)} regularization losses, the Slim graph "
                       f"{len(expected)} for the exported weights")

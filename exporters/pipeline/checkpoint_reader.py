@@ -3,9 +3,12 @@
 An export may contain only the released network variables: the auxiliary
 head (`aux_*`) and `global_step` are read, reported as unused and left out;
 anything else that does not line up (a missing variable, another unused
-one, a shape mismatch) fails with a message naming the offenders. The
-matching rules are the fetcher's (checkpoints.fetch_lib), so a checkpoint
-that fetch accepts is one that export accepts.
+one, a shape mismatch) fails with a message naming the offenders. Every
+tensor is read whole first, checksummed and checked finite, so a damaged
+checkpoint fails with one line naming the file, the tensor and the problem.
+The reading and matching rules are the fetcher's (checkpoints.integrity,
+checkpoints.fetch_lib), so a checkpoint that fetch accepts is one that export
+accepts.
 """
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ import os
 
 import numpy as np
 
+from checkpoints import fetch_lib, integrity
+from checkpoints.fetch_lib import CheckpointError
 from exporters.errors import ExportError
 
 
@@ -31,6 +36,32 @@ def check_checkpoint_exists(checkpoint_path: str) -> None:
         f"{checkpoint_path}.data-*); fetch it with `python -m checkpoints.fetch --model=M`")
 
 
+def read_all(checkpoint_path: str) -> integrity.CheckpointContents:
+  """Reads every tensor of the checkpoint whole, checksummed and checked finite.
+
+  The rule is the fetcher's (checkpoints.integrity); it needs no graph, so a
+  damaged checkpoint is refused before anything is constructed.
+  """
+  check_checkpoint_exists(checkpoint_path)
+  try:
+    return integrity.read_fully(checkpoint_path)
+  except CheckpointError as e:  # The package boundary: same message, our exception.
+    raise ExportError(str(e)) from None
+
+
+def select(model: str, contents: integrity.CheckpointContents,
+           graph_variables: tuple[tuple[str, tuple[int, ...]], ...]) -> CheckpointValues:
+  """Exactly `model`'s graph variables (name, shape, in graph order) from a full read."""
+  problems = fetch_lib.variable_problems(contents.shapes, graph_variables)
+  if problems:
+    raise ExportError(f"checkpoint {contents.prefix!r} does not match the {model} graph: "
+                      + "; ".join(problems))
+  wanted = [name for name, _ in graph_variables]
+  values = {n: contents.values[n] for n in wanted}
+  unused = tuple(sorted(set(contents.shapes) - set(wanted)))
+  return CheckpointValues(contents.prefix, values, unused)
+
+
 def read_checkpoint(model: str, checkpoint_path: str,
                     graph_variables: tuple[tuple[str, tuple[int, ...]], ...] | None = None
                     ) -> CheckpointValues:
@@ -40,23 +71,8 @@ def read_checkpoint(model: str, checkpoint_path: str,
   caller made anyway (the verification reference's); by default the graph is
   constructed here to list them.
   """
-  import tensorflow as tf
-  from checkpoints import fetch_lib
-
-  check_checkpoint_exists(checkpoint_path)
+  contents = read_all(checkpoint_path)
   if graph_variables is None:
     from slim_nets import manifest
     graph_variables = manifest.graph_variables(model)
-  try:
-    reader = tf.train.load_checkpoint(checkpoint_path)
-  except Exception as e:  # A truncated or foreign file: say which.
-    raise ExportError(f"cannot read checkpoint {checkpoint_path!r}: {e}") from None
-  shapes = reader.get_variable_to_shape_map()
-  problems = fetch_lib.variable_problems(shapes, graph_variables)
-  if problems:
-    raise ExportError(f"checkpoint {checkpoint_path!r} does not match the {model} graph: "
-                      + "; ".join(problems))
-  wanted = [name for name, _ in graph_variables]
-  values = {n: reader.get_tensor(n) for n in wanted}
-  unused = tuple(sorted(set(shapes) - set(wanted)))
-  return CheckpointValues(checkpoint_path, values, unused)
+  return select(model, contents, graph_variables)

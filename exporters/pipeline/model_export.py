@@ -1,9 +1,11 @@
 """Exports a model: every requested release from one checkpoint read and one construction per mode.
 
 The model is the unit of work. One run
-  1. constructs the verification reference's inference graph, which also
-     lists the variables the network has (exporters.pipeline.reference);
-  2. reads the checkpoint once, strictly against those variables;
+  1. reads the checkpoint once, every tensor whole, checksummed and checked
+     finite (checkpoints.integrity), before constructing anything;
+  2. constructs the verification reference's inference graph, which also
+     lists the variables the network has (exporters.pipeline.reference), and
+     keeps exactly those variables' values, strictly matched;
   3. per format family in the plan, lets the format writer construct the
      network once per mode (exporters.formats) and derives each release from
      it: writes it into a temporary directory beside its destination, loads
@@ -81,17 +83,44 @@ class ReleaseOutcome:
   error: str = ""
 
 
-def _check_destination(export_dir: str, overwrite: bool) -> None:
+def _check_destination(export_dir: str, overwrite: bool, created: list[str]) -> None:
+  """Creates export_dir's missing parents (appended to `created`) and proves them writable."""
   if os.path.exists(export_dir):
     if not os.path.isdir(export_dir):
       raise ExportError(f"--export_dir {export_dir!r} exists and is not a directory")
     if os.listdir(export_dir) and not overwrite:
       raise ExportError(f"--export_dir {export_dir!r} exists and is not empty; "
                         f"pass --overwrite to replace it")
-  parent = os.path.dirname(os.path.abspath(export_dir))
-  os.makedirs(parent, exist_ok=True)
-  if not os.access(parent, os.W_OK):
-    raise ExportError(f"cannot write into {parent!r} (parent of --export_dir)")
+  parent = ancestor = os.path.dirname(os.path.abspath(export_dir))
+  missing = []
+  while not os.path.isdir(ancestor):
+    if os.path.lexists(ancestor):
+      raise ExportError(f"cannot create --export_dir {export_dir!r}: {ancestor!r} is not a "
+                        f"directory")
+    missing.append(ancestor)
+    ancestor = os.path.dirname(ancestor)
+  for folder in reversed(missing):
+    try:
+      os.mkdir(folder)
+    except OSError as e:
+      raise ExportError(f"cannot create {folder!r} (for --export_dir): "
+                        f"{e.strerror or e}") from None
+    created.append(folder)
+  # A real write, not os.access: root passes os.access where nothing can be made (/proc).
+  try:
+    os.rmdir(tempfile.mkdtemp(prefix=".tmp-probe-", dir=parent))
+  except OSError as e:
+    raise ExportError(f"cannot write into {parent!r} (parent of --export_dir): "
+                      f"{e.strerror or e}") from None
+
+
+def _remove_created(created: list[str]) -> None:
+  """Removes the folders an export created that stayed empty (deepest first), only those."""
+  for folder in reversed(created):
+    try:
+      os.rmdir(folder)
+    except OSError:
+      pass  # Not empty (an export is in it) or gone.
 
 
 def _move_into_place(tmp_dir: str, export_dir: str) -> None:
@@ -138,21 +167,31 @@ def export_model(config: ModelExportConfig, log: Log = print,
     releases = [registry.release(config.model, t.module_type, t.version) for t in config.targets]
   except registry_lib.RegistryError as e:
     raise ExportError(str(e)) from None
-  for target in config.targets:
-    _check_destination(target.export_dir, config.overwrite)
-  checkpoint_reader.check_checkpoint_exists(config.checkpoint_path)
+  created: list[str] = []
+  try:
+    for target in config.targets:
+      _check_destination(target.export_dir, config.overwrite, created)
+    return _export_model(config, releases, registry, log, on_done)
+  finally:
+    _remove_created(created)  # A failed export leaves none of the folders it made.
+
+
+def _export_model(config: ModelExportConfig, releases, registry: registry_lib.Registry, log: Log,
+                  on_done) -> list[ReleaseOutcome]:
   model = releases[0].model
   model_seconds = {}
 
+  # The full read needs no graph: a damaged checkpoint is refused before any construction.
+  start = time.monotonic()
+  contents = checkpoint_reader.read_all(config.checkpoint_path)
+  model_seconds["read_checkpoint"] = time.monotonic() - start
   start = time.monotonic()
   reference = SlimReference(model, int(registry.publisher["num_classes"]), config.checkpoint_path)
   model_seconds["reference"] = time.monotonic() - start
   outcomes = []
   try:
-    start = time.monotonic()
-    checkpoint = checkpoint_reader.read_checkpoint(model.name, config.checkpoint_path,
-                                                   reference.variables)
-    model_seconds["read_checkpoint"] = time.monotonic() - start
+    checkpoint = checkpoint_reader.select(model.name, contents, reference.variables)
+    del contents  # The unused tensors (aux head) need not stay in memory.
     if checkpoint.unused:
       log(f"{model.name}: leaving out {len(checkpoint.unused)} unused checkpoint variable(s) "
           f"(auxiliary head, global_step)")

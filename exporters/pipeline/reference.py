@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow.compat.v1 as tf
 
+from checkpoints import integrity
 from exporters.errors import ExportError
 from exporters.pipeline import slim_graph
 from registry import Model
@@ -77,7 +78,9 @@ class SlimReference:
   def expected(self, training: bool = False) -> dict[str, np.ndarray]:
     """The outputs on `slim_graph.probe_images(model)`, computed once per mode."""
     if training not in self._expected:
-      self._expected[training] = self.outputs(slim_graph.probe_images(self.model), training)
+      outputs = self.outputs(slim_graph.probe_images(self.model), training)
+      check_finite_outputs(outputs, "training" if training else "inference")
+      self._expected[training] = outputs
     return self._expected[training]
 
   def regularization_losses(self) -> dict[str, float]:
@@ -88,13 +91,43 @@ class SlimReference:
       names = [_variable_read_by(loss) for loss in losses]
       if len(set(names)) != len(names):
         raise ExportError("the Slim reference has more than one weight-decay loss per weight")
-      self._regularization_losses = dict(zip(names, session.run(losses)))
+      values = dict(zip(names, session.run(losses)))
+      check_finite_losses(values)
+      self._regularization_losses = values
     return self._regularization_losses
 
   def close(self):
     if self._session is not None:
       self._session.close()
       self._session = None
+
+
+# A comparison with a non-finite expectation proves nothing (NaN equals nothing,
+# Inf is close to Inf), so the reference refuses to be one; these run before
+# any writer compares the export with it.
+
+def check_finite_outputs(outputs: dict[str, np.ndarray], mode: str) -> None:
+  """Raises ExportError naming each output of the reference that is not finite."""
+  bad = []
+  for name, value in outputs.items():
+    kinds = integrity.non_finite(value)
+    if kinds:
+      value = np.asarray(value)
+      count = int(value.size - np.count_nonzero(np.isfinite(value)))
+      bad.append(f"{kinds} in {name} ({count} of {value.size} values)")
+  if bad:
+    raise ExportError(f"non-finite reference output in {mode} mode: {'; '.join(bad)}; the "
+                      f"checkpoint's values make the Slim network overflow")
+
+
+def check_finite_losses(losses: dict[str, float]) -> None:
+  """Raises ExportError naming the weights whose regularization loss is not finite."""
+  bad = sorted((name, integrity.non_finite(value)) for name, value in losses.items()
+               if integrity.non_finite(value))
+  if bad:
+    shown = ", ".join(f"{kinds} for {name}" for name, kinds in bad[:3])
+    more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+    raise ExportError(f"non-finite regularization loss in the Slim reference: {shown}{more}")
 
 
 def _variable_read_by(loss) -> str:

@@ -7,7 +7,8 @@ layout of TF Hub's module bucket:
   <dest>/<handle>/<version>.tar.gz          the export in TF Hub's compressed format
   <dest>/<handle>/<version>.md              its card
   <dest>/<handle>/<version>.manifest.json   handle, version, format, sha256, size,
-                                            source checkpoint and its hash, toolchain version
+                                            source checkpoint, its hash and provenance,
+                                            toolchain version
 
 `<handle>` is `google/imagenet/<model>/<module_type>`, so the archive's path is
 the versioned handle plus `.tar.gz`, as tfhub.dev's bucket names them.
@@ -17,6 +18,23 @@ mtime 0, owner 0/0 without names, modes 0644/0755, and a gzip header without
 file name or time. The same export gives the same bytes, so publishing again
 is a no-op. A published version is immutable: an archive of other bytes under
 an existing version is refused unless `force`.
+
+Whether a version is unchanged is decided from the bytes at the destination:
+the published archive is hashed every time (a manifest is a claim, not proof).
+An archive whose sha256 differs from its manifest's is reported as corrupt,
+with both hashes, and is rewritten only with `force`.
+
+A TF.js deployment (registry [tfjs]) is published as the files its loader
+fetches, under its handle, with its card and manifest beside, as for a version:
+
+  <dest>/<deployment handle>/model.json, group1-shard*of*.bin
+  <dest>/<deployment handle>.md, <deployment handle>.manifest.json
+
+(`<deployment handle>` = `google/tfjs-model/imagenet/<model>/<module_type>/
+<parent version>/default/1`). Its manifest lists each file's sha256 and size;
+the same rules hold per file: the destination's bytes are hashed, a file
+that differs from its manifest is corrupt, other bytes are refused unless
+`force`.
 
 Every file is written to a temporary name beside its target and renamed
 there; the manifest comes last, and a failure removes what this run had put
@@ -40,6 +58,7 @@ from typing import Callable
 import registry as registry_lib
 from exporters import export_tree
 from exporters.errors import ExportError
+from exporters.export_tree import stamps
 
 MANIFEST_FORMAT = 1
 COMPRESS_LEVEL = 6
@@ -54,7 +73,7 @@ class PublishConfig:
   models: tuple[str, ...] = ()
   module_types: tuple[str, ...] = ()
   versions: tuple[int, ...] = ()
-  force: bool = False  # Replace a published version whose archive differs.
+  force: bool = False  # Replace a published version whose archive differs or is corrupt.
 
 
 @dataclasses.dataclass
@@ -63,7 +82,9 @@ class Published:
   archive: str  # Its path under dest.
   sha256: str
   size: int
-  status: str  # "published", "unchanged", "card updated" or "replaced".
+  # "published", "unchanged", "card updated", "manifest updated", "replaced" or "repaired".
+  status: str
+  checkpoint_provenance: str  # As the manifest states it.
 
 
 # ---- Destination layout.
@@ -189,6 +210,18 @@ def find_exports(config: PublishConfig, reg: registry_lib.Registry) -> list[_Exp
   return found
 
 
+def checkpoint_provenance(stamp: export_tree.Stamp) -> str:
+  """What the stamp says about the checkpoint's origin, word for word, or that it is unknown.
+
+  Publishing states only what the export recorded ("pinned archive sha256 ..."
+  or "unverified local checkpoint"); a stamp that records nothing (one made
+  before export_all recorded it) is published as unknown, never as either
+  answer. It is not refused: the manifest then claims nothing, and each version's
+  log line says which it is.
+  """
+  return stamp.checkpoint_provenance or stamps.UNKNOWN_PROVENANCE
+
+
 def manifest(export: _Export, sha256: str, size: int) -> dict:
   release, stamp = export.release, export.stamp
   model = release.model
@@ -207,6 +240,7 @@ def manifest(export: _Export, sha256: str, size: int) -> dict:
           "sha256": stamp.inputs["checkpoint_sha256"],
           "sha256_of": "the .index and .data-* files (checkpoints.fetch_lib.checkpoint_sha256)",
       },
+      "checkpoint_provenance": checkpoint_provenance(stamp),
       "toolchain_version": stamp.code_version,
   }
 
@@ -280,7 +314,9 @@ def publish_one(export: _Export, dest: str, force: bool,
 
   Replacing a version (`force`) renames the new archive, card and manifest over
   the old ones in that order; should that be cut short, publishing again
-  completes it (the archive's bytes decide, not its manifest).
+  completes it (the archive's bytes decide, not its manifest). A published
+  archive whose bytes do not match its manifest is corrupt: refused without
+  `force`, rewritten with it.
   """
   release = export.release
   label = release.handle_with_version
@@ -295,25 +331,30 @@ def publish_one(export: _Export, dest: str, force: bool,
     temps.append(tmp_archive)
     with gfile.GFile(tmp_archive, "wb") as f:
       sha256, size = write_archive(export.export_dir, f)
-    old_sha256 = _published_sha256(archive, manifest_file)
-    if old_sha256 is not None and old_sha256 != sha256 and not force:
+    old_sha256 = _file_sha256(archive) if gfile.exists(archive) else None
+    claimed = _manifest_sha256(manifest_file) if old_sha256 is not None else None
+    if claimed is not None and claimed != old_sha256:
+      if not force:
+        raise ExportError(
+            f"{label} is corrupt at {archive}: its manifest says sha256 {claimed}, the file's "
+            f"sha256 is {old_sha256}; publish again with --force to rewrite it")
+      # Repaired: the new bytes are what the manifest claimed, or what the file holds (then
+      # the manifest was the damaged part); anything else replaces the version.
+      status = "repaired" if sha256 in (claimed, old_sha256) else "replaced"
+    elif old_sha256 is not None and old_sha256 != sha256 and not force:
       raise ExportError(
           f"{label} is already published at {archive} with other bytes (sha256 {old_sha256}, "
           f"new {sha256}); a published version is immutable. Publish the change as a new "
           f"version, or pass --force to replace it")
-    status = ("published" if old_sha256 is None else "unchanged" if old_sha256 == sha256
-              else "replaced")
-    with open(export.card, "rb") as f:
-      card_bytes = f.read()
-    manifest_bytes = _manifest_bytes(manifest(export, sha256, size))
+    else:
+      status = ("published" if old_sha256 is None else "unchanged" if old_sha256 == sha256
+                else "replaced")
     staged = []  # (temporary, target), renamed in this order: the manifest comes last.
-    if status in ("published", "replaced"):
+    if status in ("published", "replaced", "repaired"):
       staged.append((tmp_archive, archive))
-    if _read_bytes(card) != card_bytes:
-      staged.append((_write_temp(card, card_bytes, temps), card))
-      status = "card updated" if status == "unchanged" else status
-    if _read_bytes(manifest_file) != manifest_bytes:
-      staged.append((_write_temp(manifest_file, manifest_bytes, temps), manifest_file))
+    status = _stage_card_and_manifest(
+        export.card, card, _manifest_bytes(manifest(export, sha256, size)), manifest_file,
+        status, staged, temps)
     for tmp, path in staged:
       gfile.rename(tmp, path, overwrite=True)
       renamed.append(tmp)
@@ -330,8 +371,24 @@ def publish_one(export: _Export, dest: str, force: bool,
     raise
   finally:
     _remove_quietly([t for t in temps if t not in renamed])
-  log(f"{label}: {status} ({size} bytes, sha256 {sha256})")
-  return Published(handle=label, archive=archive, sha256=sha256, size=size, status=status)
+  provenance = checkpoint_provenance(export.stamp)
+  log(f"{label}: {status} ({size} bytes, sha256 {sha256}; checkpoint: {provenance})")
+  return Published(handle=label, archive=archive, sha256=sha256, size=size, status=status,
+                   checkpoint_provenance=provenance)
+
+
+def _stage_card_and_manifest(card_source: str, card: str, manifest_bytes: bytes,
+                             manifest_file: str, status: str, staged: list, temps: list[str]) -> str:
+  """Stages the card and then the manifest where their bytes changed; returns the status."""
+  with open(card_source, "rb") as f:
+    card_bytes = f.read()
+  if _read_bytes(card) != card_bytes:
+    staged.append((_write_temp(card, card_bytes, temps), card))
+    status = "card updated" if status == "unchanged" else status
+  if _read_bytes(manifest_file) != manifest_bytes:
+    staged.append((_write_temp(manifest_file, manifest_bytes, temps), manifest_file))
+    status = "manifest updated" if status == "unchanged" else status
+  return status
 
 
 def _stale_temporaries(*paths: str) -> list[str]:
@@ -359,19 +416,155 @@ def _prune_empty_dirs(path: str, stop: str) -> None:
     path = os.path.dirname(path)
 
 
-def _published_sha256(archive: str, manifest_file: str) -> str | None:
-  """The sha256 of the archive published at `archive`, or None when there is none."""
-  gfile = _gfile()
-  if not gfile.exists(archive):
-    return None
+def _manifest_sha256(manifest_file: str) -> str | None:
+  """The sha256 the published manifest claims, or None without a readable one.
+
+  A missing or unreadable manifest claims nothing (a publish cut short before
+  it was written): the archive's own bytes are then compared with the new ones.
+  """
   data = _read_bytes(manifest_file)
   try:
     recorded = json.loads(data) if data else {}
   except ValueError:
-    recorded = {}
-  if recorded.get("sha256") and recorded.get("size") == gfile.stat(archive).length:
-    return recorded["sha256"]
-  return _file_sha256(archive)  # No trustworthy manifest: hash what is served.
+    return None
+  sha256 = recorded.get("sha256") if isinstance(recorded, dict) else None
+  return sha256 if isinstance(sha256, str) else None
+
+
+# ---- TF.js deployments.
+
+@dataclasses.dataclass
+class _Deployment:
+  deployment: registry_lib.TfjsDeployment
+  model_dir: str
+  card: str
+  stamp: export_tree.Stamp
+
+
+def find_deployments(config: PublishConfig, reg: registry_lib.Registry) -> list[_Deployment]:
+  """The converted, stamped TF.js deployments of the selected releases in the export tree."""
+  from exporters.export_tree import layout
+  found = []
+  for d in reg.tfjs_deployments(models=config.models, module_types=config.module_types,
+                                versions=config.versions):
+    model_dir = layout.deployment_path(config.export_dir, d)
+    stamp = export_tree.read_stamp(layout.deployment_stamp_path(config.export_dir, d))
+    card = layout.deployment_card_path(config.export_dir, d)
+    if (model_dir / "model.json").is_file() and stamp and card.is_file():
+      found.append(_Deployment(d, str(model_dir), str(card), stamp))
+  return found
+
+
+def deployment_files(model_dir: str) -> list[str]:
+  """model.json, then its weight shards in name order; refuses anything else."""
+  names = sorted(os.listdir(model_dir))
+  for name in names:
+    if not stat.S_ISREG(os.lstat(os.path.join(model_dir, name)).st_mode):
+      raise ExportError(f"{os.path.join(model_dir, name)} is not a plain file; a TF.js "
+                        f"deployment holds only model.json and its weight files")
+  return ["model.json", *[n for n in names if n != "model.json"]]
+
+
+def deployment_manifest(dep: _Deployment, files: dict[str, dict]) -> dict:
+  d, stamp = dep.deployment, dep.stamp
+  return {
+      "manifest_format": MANIFEST_FORMAT,
+      "handle": d.handle_dir,
+      "version": d.version,
+      "format": "tfjs",
+      "parent": d.parent.handle_with_version,
+      "files": files,
+      "card": f"{d.version}.md",
+      "checkpoint_provenance": checkpoint_provenance(stamp),
+      "toolchain_version": stamp.code_version,
+  }
+
+
+def publish_deployment(dep: _Deployment, dest: str, force: bool,
+                       log: Callable[[str], None]) -> Published:
+  """Publishes one TF.js deployment's files, card and manifest (manifest last)."""
+  d = dep.deployment
+  label = d.handle
+  folder = _join(dest, *d.handle.split("/"))
+  card = folder + ".md"  # `<handle_dir>/<version>.md`, beside the files, as for a version.
+  manifest_file = card[:-len(".md")] + ".manifest.json"
+  gfile = _gfile()
+  temps, renamed, placed, status = [], [], [], None
+  try:
+    names = deployment_files(dep.model_dir)
+    new = {}
+    for name in names:
+      with open(os.path.join(dep.model_dir, name), "rb") as f:
+        data = f.read()
+      new[name] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    gfile.makedirs(folder)
+    claimed = _manifest_files(manifest_file)
+    old = {name: _file_sha256(_join(folder, name)) for name in gfile.listdir(folder)
+           if not name.startswith(".")}
+    corrupt = [n for n, digest in old.items() if n in claimed and claimed[n] != digest]
+    missing = [n for n in claimed if n not in old]
+    if (corrupt or missing) and not force:
+      raise ExportError(
+          f"{label} is corrupt at {folder}: " + "; ".join(
+              [f"{n} has sha256 {old[n]}, its manifest says {claimed[n]}" for n in corrupt]
+              + [f"{n} is missing" for n in missing])
+          + "; publish again with --force to rewrite it")
+    differs = sorted(set(old) ^ set(new) | {n for n in old if n in new
+                                            and old[n] != new[n]["sha256"]})
+    if not old:
+      status = "published"
+    elif corrupt or missing:
+      status = "repaired"
+    elif differs and not force:
+      raise ExportError(
+          f"{label} is already published at {folder} with other files ({', '.join(differs)}); "
+          f"a published version is immutable. Publish the change as a new version, or pass "
+          f"--force to replace it")
+    else:
+      status = "replaced" if differs else "unchanged"
+    staged = []
+    for name in names:
+      if old.get(name) != new[name]["sha256"]:
+        with open(os.path.join(dep.model_dir, name), "rb") as f:
+          staged.append((_write_temp(_join(folder, name), f.read(), temps), _join(folder, name)))
+    status = _stage_card_and_manifest(
+        dep.card, card, _manifest_bytes(deployment_manifest(dep, new)), manifest_file,
+        status, staged, temps)
+    for tmp, path in staged:
+      gfile.rename(tmp, path, overwrite=True)
+      renamed.append(tmp)
+      placed.append(path)
+    for name in old:
+      if name not in new:  # A replaced version keeps no file of the old one.
+        gfile.remove(_join(folder, name))
+  except BaseException as e:
+    new_version = status in (None, "published")
+    if new_version:
+      _remove_quietly(placed)
+      _prune_empty_dirs(folder, dest)
+    if isinstance(e, _storage_errors()):
+      outcome = "nothing of it was left there" if new_version else "publish again to complete it"
+      raise ExportError(
+          f"cannot publish {label} to {dest}: {_storage_message(e)}; {outcome}") from None
+    raise
+  finally:
+    _remove_quietly([t for t in temps if t not in renamed])
+  size = sum(f["size"] for f in new.values())
+  digest = hashlib.sha256(_manifest_bytes(new)).hexdigest()  # Over the per-file sha256s.
+  provenance = checkpoint_provenance(dep.stamp)
+  log(f"{label}: {status} ({len(new)} files, {size} bytes; checkpoint: {provenance})")
+  return Published(handle=label, archive=folder, sha256=digest, size=size, status=status,
+                   checkpoint_provenance=provenance)
+
+
+def _manifest_files(manifest_file: str) -> dict[str, str]:
+  """name -> sha256 a published deployment manifest claims; {} without a readable one."""
+  data = _read_bytes(manifest_file)
+  try:
+    recorded = json.loads(data) if data else {}
+    return {n: f["sha256"] for n, f in recorded.get("files", {}).items()}
+  except (ValueError, AttributeError, TypeError, KeyError):
+    return {}
 
 
 def run(config: PublishConfig, log: Callable[[str], None] = print,
@@ -379,17 +572,21 @@ def run(config: PublishConfig, log: Callable[[str], None] = print,
   """Publishes every selected export; raises ExportError naming the versions that failed."""
   reg = reg or registry_lib.default()
   exports = find_exports(config, reg)
+  deployments = find_deployments(config, reg)
   _check_dest(config.dest)
   results, problems = [], []
-  for export in exports:
+  for export in [*exports, *deployments]:
     try:
-      results.append(publish_one(export, config.dest, config.force, log))
+      if isinstance(export, _Deployment):
+        results.append(publish_deployment(export, config.dest, config.force, log))
+      else:
+        results.append(publish_one(export, config.dest, config.force, log))
     except ExportError as e:
-      problems.append(str(e))
-      log(f"{export.release.handle_with_version}: FAILED: {e}")
+      problems.append(str(e))  # Said once, in the error below, not also in the log.
   if problems:
-    raise ExportError(f"{len(problems)} of {len(exports)} version(s) not published:\n  "
-                      + "\n  ".join(problems))
+    raise ExportError(f"{len(problems)} of {len(exports) + len(deployments)} version(s) not "
+                      f"published: "
+                      + "; ".join(problems))
   return results
 
 

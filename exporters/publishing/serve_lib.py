@@ -7,6 +7,12 @@ exporters.publish writes. Routes, for a tree laid out by publish_lib:
   GET /<handle>/<version>                            the card (<version>.md), as Markdown
   GET /<handle>[?...]                                302 to the newest published version
   GET /<handle>/<version>.tar.gz (.md, .manifest.json)   the file, as the bucket serves it
+  GET /<tfjs handle>/<file>?tfjs-format=file         a TF.js deployment's model.json or shard
+
+`tf.loadGraphModel(handle, {fromTFHub: true})` (tfjs-converter) fetches
+`<handle>/model.json?tfjs-format=file` and then each weight file relative to
+it with the same query; `GET /<tfjs handle>` (its last segment a version)
+answers its card, like a version's. Another `tfjs-format` value is 400.
 
 tensorflow_hub's HttpCompressedFileResolver requests `<url>?tf-hub-format=compressed`
 and unpacks the response as a tar stream, following redirects, so
@@ -14,16 +20,37 @@ and unpacks the response as a tar stream, following redirects, so
 works against it. `?tf-hub-format=uncompressed` (which tfhub.dev answers with a
 gs:// location) is refused with 400. Anything else, including paths with
 `..` or hidden segments, is 404.
+
+What it guarantees:
+- Only files inside the root are served: every path is resolved to its real
+  path (symlinks followed) and answered 404 unless that lies inside the real
+  path of the root. A link inside the root to a file inside the root is served.
+- It binds 127.0.0.1 unless another host is asked for.
+- Each connection runs in its own thread; the listen backlog takes bursts
+  (`LISTEN_BACKLOG`); a connection idle for `idle_timeout_s` (no request, or a
+  client that stops reading) is dropped.
+- A client that goes away mid-response costs one log line, not a traceback.
+- `Range: bytes=...` with one range is answered 206 with Content-Range; one
+  that cannot be satisfied, 416 with `Content-Range: bytes */<size>`. Several
+  ranges, a malformed header, or an `If-Range` (this server sends no
+  validators to match it against) are ignored, as HTTP allows: the whole file,
+  200.
 """
 from __future__ import annotations
 
 import dataclasses
 import http.server
 import os
-import shutil
+import re
+import socket
+import sys
 import urllib.parse
 
 ARCHIVE_SUFFIX = ".tar.gz"
+DEFAULT_HOST = "127.0.0.1"
+LISTEN_BACKLOG = 256  # Python's default (5) resets connections under a burst of clients.
+IDLE_TIMEOUT_S = 30.0
+CHUNK = 1 << 20
 CONTENT_TYPES = {
     ".tar.gz": "application/gzip",
     ".md": "text/markdown; charset=utf-8",
@@ -54,19 +81,35 @@ def _segments(url_path: str) -> list[str] | None:
   return segments
 
 
+def _inside(root: str, path: str) -> str | None:
+  """`path`'s real path when it lies inside `root` (itself a real path), else None."""
+  real = os.path.realpath(path)
+  return real if os.path.commonpath([root, real]) == root else None
+
+
+def _file(root: str, path: str) -> str | None:
+  real = _inside(root, path)
+  return real if real and os.path.isfile(real) else None
+
+
 def _versions(root: str, segments: list[str]) -> list[int]:
-  folder = os.path.join(root, *segments)
-  if not os.path.isdir(folder):
+  folder = _inside(root, os.path.join(root, *segments))
+  if not folder or not os.path.isdir(folder):
     return []
   return sorted(int(name[:-len(ARCHIVE_SUFFIX)]) for name in os.listdir(folder)
                 if name.endswith(ARCHIVE_SUFFIX) and name[:-len(ARCHIVE_SUFFIX)].isdigit())
 
 
 def resolve(root: str, url: str) -> Answer:
-  """What to answer for `url` (path and query) with the published tree at `root`."""
+  """What to answer for `url` (path and query) with the published tree at `root`.
+
+  A file's answer is its real path, and only ever one inside `root`'s real path.
+  """
+  root = os.path.realpath(root)
   parsed = urllib.parse.urlsplit(url)
   query = urllib.parse.parse_qs(parsed.query)
   hub_format = query.get("tf-hub-format", [None])[-1]
+  tfjs_format = query.get("tfjs-format", [None])[-1]
   segments = _segments(parsed.path)
   if not segments:
     return Answer(404, message="not found; ask for /<publisher>/<collection>/<model>/"
@@ -74,27 +117,65 @@ def resolve(root: str, url: str) -> Answer:
   if hub_format not in (None, "compressed"):
     return Answer(400, message=f"tf-hub-format={hub_format} is not served here; this server "
                                f"serves only tf-hub-format=compressed")
+  if tfjs_format is not None:
+    if tfjs_format != "file" or hub_format is not None:
+      return Answer(400, message=f"tfjs-format={tfjs_format} is not served here; this server "
+                                 f"serves only tfjs-format=file")
+    path = _file(root, os.path.join(root, *segments))
+    if path:
+      return Answer(200, path=path)
+    return Answer(404, message=f"{'/'.join(segments)} is not published here")
   *handle, last = segments
   if last.isdigit() and handle:
     stem = os.path.join(root, *handle, last)
-    path = stem + (ARCHIVE_SUFFIX if hub_format == "compressed" else ".md")
-    if os.path.isfile(path):
+    path = _file(root, stem + (ARCHIVE_SUFFIX if hub_format == "compressed" else ".md"))
+    if path:
       return Answer(200, path=path)
     return Answer(404, message=f"{'/'.join(segments)} is not published here")
   versions = _versions(root, segments)
   if versions:
     location = "/" + "/".join(segments + [str(versions[-1])])
     return Answer(302, location=location + (f"?{parsed.query}" if parsed.query else ""))
-  path = os.path.join(root, *segments)
-  if hub_format is None and os.path.isfile(path):
+  path = _file(root, os.path.join(root, *segments))
+  if hub_format is None and path:
     return Answer(200, path=path)
   return Answer(404, message=f"{'/'.join(segments)} is not published here")
+
+
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None | bool:
+  """The (first, last) byte a `Range` header asks for; None to ignore it; False if unsatisfiable.
+
+  One range only (`a-b`, `a-`, `-n`); several ranges or a malformed header are
+  ignored (the whole file is sent), which HTTP allows.
+  """
+  if header is None:
+    return None
+  match = _RANGE.fullmatch(header.strip())
+  if not match or match.groups() == ("", ""):
+    return None
+  first, last = match.groups()
+  if not first:  # The last n bytes.
+    n = int(last)
+    return (max(size - n, 0), size - 1) if n and size else False
+  first = int(first)
+  if last and int(last) < first:
+    return None  # a-b with b < a is invalid, so ignored.
+  last = min(int(last), size - 1) if last else size - 1
+  return (first, last) if first < size else False
 
 
 class HubRequestHandler(http.server.BaseHTTPRequestHandler):
   """Answers GET and HEAD from `server.root` through `resolve`."""
 
   server_version = "nasnet-hub-serve"
+  protocol_version = "HTTP/1.1"  # Keep-alive and 206; every answer has a Content-Length.
+
+  def setup(self):
+    self.timeout = self.server.idle_timeout_s  # Applied to the socket by StreamRequestHandler.
+    super().setup()
 
   def do_GET(self):
     self._answer(send_body=True)
@@ -105,28 +186,64 @@ class HubRequestHandler(http.server.BaseHTTPRequestHandler):
   def _answer(self, send_body: bool):
     answer = resolve(self.server.root, self.path)
     if answer.path is None:
-      body = (answer.message + "\n").encode()
-      self.send_response(answer.status)
-      if answer.location:
-        self.send_header("Location", answer.location)
-      self.send_header("Content-Type", "text/plain; charset=utf-8")
-      self.send_header("Content-Length", str(len(body)))
-      self.end_headers()
-      if send_body:
-        self.wfile.write(body)
+      self._send_text(answer.status, answer.message, send_body, location=answer.location)
       return
     try:
       f = open(answer.path, "rb")
     except OSError:
-      self.send_error(404)
+      self._send_text(404, "not found", send_body)
       return
     with f:
-      self.send_response(200)
+      size = os.fstat(f.fileno()).st_size
+      wanted = None if "If-Range" in self.headers else byte_range(self.headers.get("Range"),
+                                                                  size)
+      if wanted is False:
+        self._send_text(416, f"range not satisfiable; the file has {size} bytes", send_body,
+                        content_range=f"bytes */{size}")
+        return
+      first, last = wanted or (0, size - 1)
+      self.send_response(206 if wanted else 200)
       self.send_header("Content-Type", _content_type(answer.path))
-      self.send_header("Content-Length", str(os.fstat(f.fileno()).st_size))
+      self.send_header("Accept-Ranges", "bytes")
+      if wanted:
+        self.send_header("Content-Range", f"bytes {first}-{last}/{size}")
+      self.send_header("Content-Length", str(last - first + 1))
       self.end_headers()
-      if send_body:
-        shutil.copyfileobj(f, self.wfile)
+      if send_body and size:
+        self._send_file(f, first, last - first + 1)
+
+  def _send_file(self, f, offset: int, count: int):
+    sent = 0
+    try:
+      f.seek(offset)
+      while sent < count:
+        chunk = f.read(min(CHUNK, count - sent))
+        if not chunk:  # Shortened while sent: the client must not take it as whole.
+          self.close_connection = True
+          self.server.log_line(f"{self.path!r}: the file got shorter while it was sent; "
+                               f"closed after {sent} of {count} bytes")
+          return
+        self.wfile.write(chunk)
+        sent += len(chunk)
+    except (ConnectionError, TimeoutError) as e:
+      self.close_connection = True
+      self.server.log_line(f"{self.client_address[0]}:{self.client_address[1]} went away after "
+                           f"{sent} of {count} bytes of {self.path!r} "  # repr: no control bytes
+                           f"({type(e).__name__})")
+
+  def _send_text(self, status: int, message: str, send_body: bool, location: str | None = None,
+                 content_range: str | None = None):
+    body = (message + "\n").encode()
+    self.send_response(status)
+    if location:
+      self.send_header("Location", location)
+    if content_range:
+      self.send_header("Content-Range", content_range)
+    self.send_header("Content-Type", "text/plain; charset=utf-8")
+    self.send_header("Content-Length", str(len(body)))
+    self.end_headers()
+    if send_body:
+      self.wfile.write(body)
 
   def log_message(self, format, *args):
     if self.server.verbose:
@@ -135,21 +252,44 @@ class HubRequestHandler(http.server.BaseHTTPRequestHandler):
 
 class HubServer(http.server.ThreadingHTTPServer):
   daemon_threads = True
+  request_queue_size = LISTEN_BACKLOG
 
-  def __init__(self, root: str, port: int = 0, verbose: bool = False):
-    self.root = os.path.abspath(root)
+  def __init__(self, root: str, port: int = 0, verbose: bool = False, host: str = DEFAULT_HOST,
+               idle_timeout_s: float = IDLE_TIMEOUT_S):
+    self.root = os.path.realpath(root)
     self.verbose = verbose
-    super().__init__(("127.0.0.1", port), HubRequestHandler)
+    self.idle_timeout_s = idle_timeout_s
+    if ":" in host:
+      self.address_family = socket.AF_INET6
+    super().__init__((host, port), HubRequestHandler)
 
   @property
   def url(self) -> str:
     host, port = self.server_address[:2]
-    return f"http://{host}:{port}"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+  def log_line(self, text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+  def handle_error(self, request, client_address):
+    """A connection that fails outside a file's body (a reset while reading the request or
+    sending headers) is one line too; anything else keeps its traceback."""
+    error = sys.exc_info()[1]
+    if isinstance(error, (ConnectionError, TimeoutError)):
+      host, port = client_address[:2]
+      self.log_line(f"{host}:{port} went away ({type(error).__name__})")
+    else:
+      super().handle_error(request, client_address)
 
 
-def make_server(root: str, port: int = 0, verbose: bool = False) -> HubServer:
-  """A server on 127.0.0.1:`port` (0: any free port; see `.url`); call serve_forever()."""
+def make_server(root: str, port: int = 0, verbose: bool = False, host: str = DEFAULT_HOST,
+                idle_timeout_s: float = IDLE_TIMEOUT_S) -> HubServer:
+  """A server on `host`:`port` (0: any free port; see `.url`); call serve_forever().
+
+  `host` is 127.0.0.1 unless a caller asks for more.
+  """
   if not os.path.isdir(root):
     raise FileNotFoundError(f"--root {root!r} is not a folder; publish into it first with "
                             f"`python -m exporters.publish --dest={root}`")
-  return HubServer(root, port, verbose)
+  return HubServer(root, port, verbose, host, idle_timeout_s)
