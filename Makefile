@@ -69,7 +69,7 @@ EXPORT_DIR ?= exports
 EXPORT_FLAGS ?=
 MIRROR ?=
 export-all: install tfjs-env
-	$(PY) -m exporters.export_all --export_dir=$(EXPORT_DIR) $(if $(MIRROR),--mirror=$(MIRROR)) $(EXPORT_FLAGS)
+	@$(PY) -m exporters.export_all --export_dir=$(EXPORT_DIR) $(if $(MIRROR),--mirror=$(MIRROR)) $(EXPORT_FLAGS)
 
 # Publishes the export tree (archives, cards, manifests) to PUBLISH_DEST, a
 # folder or a gs:// URL; CI runs `make publish PUBLISH_DEST=gs://...`.
@@ -79,7 +79,7 @@ export-all: install tfjs-env
 PUBLISH_DEST ?= published
 PUBLISH_FLAGS ?=
 publish: export-all
-	$(PY) -m exporters.publish --export_dir=$(EXPORT_DIR) --dest=$(PUBLISH_DEST) $(PUBLISH_FLAGS)
+	@$(PY) -m exporters.publish --export_dir=$(EXPORT_DIR) --dest=$(PUBLISH_DEST) $(PUBLISH_FLAGS)
 
 publish-local: PUBLISH_DEST = published
 publish-local: publish
