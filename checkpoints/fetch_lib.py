@@ -158,45 +158,54 @@ def ensure_checkpoint(model: str, dest: str | os.PathLike = "checkpoints", *,
 
   source = archive_source(model, mirror)
   pinned = read_lock(lock_file).get(e.archive_name)
+  created = [d for d in (dest, *dest.parents) if not d.exists()]
   dest.mkdir(parents=True, exist_ok=True)
-  part = dest / f".{e.archive_name}.part"
-  progress = progress or Progress()
-  label = f"{e.archive_name} from {source}"
   try:
-    _download(source, part, pinned["size"] if pinned else None, retries, progress, label)
-  except _Unavailable as err:
-    raise CheckpointError(
-        f"could not fetch {e.archive_name} from {source}: {err}. "
-        f"{_how_to_provide(model, dest)}") from None
+    part = dest / f".{e.archive_name}.part"
+    progress = progress or Progress()
+    label = f"{e.archive_name} from {source}"
+    try:
+      _download(source, part, pinned["size"] if pinned else None, retries, progress, label)
+    except _Unavailable as err:
+      raise CheckpointError(
+          f"could not fetch {e.archive_name} from {source}: {err}. "
+          f"{_how_to_provide(model, dest)}") from None
 
-  size, sha256 = part.stat().st_size, file_sha256(part)
-  if pinned and (pinned["sha256"], pinned["size"]) != (sha256, size):
-    part.unlink()
-    raise CheckpointError(
-        f"hash mismatch: {e.archive_name} from {source} has sha256 {sha256} ({size} bytes) "
-        f"but {lock_file} pins sha256 {pinned['sha256']} ({pinned['size']} bytes); the "
-        f"download was deleted. If the new archive is genuine, remove its entry from the lock "
-        f"file and fetch again.")
+    size, sha256 = part.stat().st_size, file_sha256(part)
+    if pinned and (pinned["sha256"], pinned["size"]) != (sha256, size):
+      part.unlink()
+      raise CheckpointError(
+          f"hash mismatch: {e.archive_name} from {source} has sha256 {sha256} ({size} bytes) "
+          f"but {lock_file} pins sha256 {pinned['sha256']} ({pinned['size']} bytes); the "
+          f"download was deleted. If the new archive is genuine, remove its entry from the lock "
+          f"file and fetch again.")
 
-  staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{model}.", suffix=".tmp", dir=dest))
-  try:
-    staged = _extract(part, e, staging)
-    if validate:
-      validate_checkpoint(staged, model, label=f"the checkpoint in {e.archive_name}",
-                          archive=e.archive_name)
-      content = checkpoint_sha256(staged)
-    _install(staging, prefix.parent)
+    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{model}.", suffix=".tmp", dir=dest))
+    try:
+      staged = _extract(part, e, staging)
+      if validate:
+        validate_checkpoint(staged, model, label=f"the checkpoint in {e.archive_name}",
+                            archive=e.archive_name)
+        content = checkpoint_sha256(staged)
+      _install(staging, prefix.parent)
+    except CheckpointError:
+      part.unlink(missing_ok=True)  # A complete but bad archive: resuming it is no use.
+      raise
+    finally:
+      shutil.rmtree(staging, ignore_errors=True)
+    # A pin without the content hash (an older lock file) gains it: the archive
+    # matched its pinned hash, so the checkpoint extracted from it is the pinned one.
+    if validate and (not pinned or "checkpoint_sha256" not in pinned):
+      _pin(lock_file, e.archive_name, sha256, size, content)
+    part.unlink(missing_ok=True)
+    return prefix
   except CheckpointError:
-    part.unlink(missing_ok=True)  # A complete but bad archive: resuming it is no use.
+    for folder in created:  # Deepest first; only what this fetch made and left empty.
+      try:
+        folder.rmdir()
+      except OSError:
+        break  # Not empty: a resumable .part, or something else put there.
     raise
-  finally:
-    shutil.rmtree(staging, ignore_errors=True)
-  # A pin without the content hash (an older lock file) gains it: the archive
-  # matched its pinned hash, so the checkpoint extracted from it is the pinned one.
-  if validate and (not pinned or "checkpoint_sha256" not in pinned):
-    _pin(lock_file, e.archive_name, sha256, size, content)
-  part.unlink(missing_ok=True)
-  return prefix
 
 
 def _install(staging: pathlib.Path, target: pathlib.Path):

@@ -50,7 +50,17 @@ def run(main) -> None:
     else:
       quiet()
     return main(argv)
-  app.run(configured_main)
+  app.run(configured_main, flags_parser=_parse_flags)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's parsing, but a bad flag is one `error:` line and exit status 2 (a usage error)."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    print("error: " + "; ".join(line.strip() for line in str(e).splitlines() if line.strip()),
+          file=sys.stderr)
+    sys.exit(2)
 
 
 def quiet() -> None:

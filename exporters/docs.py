@@ -6,8 +6,8 @@
   python -m exporters.docs --output_dir=/tmp/d --card_schema=2021-06   # the hub's current schema
 
 Writes `<output_dir>/google/models/imagenet/<model>/<module type>/<version>.md`
-from registry/models.toml and exporters/templates/; every card is validated
-before anything is written. The logic lives in exporters/docs_lib.py.
+from registry/models.toml and exporters/cards/templates/; every card is validated
+before anything is written. The logic lives in exporters/cards/docs_lib.py.
 """
 from __future__ import annotations
 
@@ -41,6 +41,13 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   filters = release_flags.parsed()
+  try:  # Flag values the registry does not know are usage errors.
+    reg = registry.default()
+    reg.card_schema(_CARD_SCHEMA.value)
+    list(reg.releases(filters.models, filters.module_types, filters.versions))
+  except registry.RegistryError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
   config = docs_lib.DocsConfig(
       output_dir=pathlib.Path(_OUTPUT_DIR.value), title_style=_TITLE_STYLE.value,
       models=filters.models, module_types=filters.module_types,
@@ -48,8 +55,8 @@ def main(argv):
   try:
     result = docs_lib.run(config)
   except (registry.RegistryError, card_validator.CardError) as e:
-    print(f"docs: {e}", file=sys.stderr)
-    return 2
+    print(f"error: {e}", file=sys.stderr)
+    return 1
   verb = ("would write", "would remove") if config.check else ("wrote", "removed")
   for path in result.changed:
     print(f"{verb[0]} {config.output_dir / path}")
@@ -59,7 +66,7 @@ def main(argv):
         f"{len(result.changed)} changed, "
         f"{len(result.removed)} removed under {config.output_dir}")
   if config.check and not result.up_to_date:
-    print(f"docs: {config.output_dir} is out of date; run `make docs`", file=sys.stderr)
+    print(f"error: {config.output_dir} is out of date; run `make docs`", file=sys.stderr)
     return 1
   return 0
 

@@ -506,7 +506,7 @@ def test_cli_writes_either_schema_and_rejects_an_unknown_one(tmp_path):
   unknown = _cli(f"--output_dir={tmp_path / 'other'}", "--card_schema=2021-05")
   assert unknown.returncode == 2
   assert unknown.stderr.strip().splitlines() == [
-      "docs: unknown card schema '2021-05'; known card schemas: 2021-04, 2021-06"]
+      "error: unknown card schema '2021-05'; known card schemas: 2021-04, 2021-06"]
   assert not (tmp_path / "other").exists()
 
 

@@ -194,3 +194,16 @@ def test_verbosity_brings_tensorflow_logging_back(tmp_path):
   assert lines[-1].startswith("error: ") and "is not a directory" in lines[-1]
   assert any(cli.TENSORFLOW_LOG_LINE.match(line) for line in lines[:-1]), result.stderr[-3000:]
   assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--module_type=logits"], "error: flag --module_type=logits: value should be one of "
+                               "<classification|feature_vector>"),
+    ([], "error: flag --module_type=None: Flag --module_type must have a value other than None."),
+], ids=["bad_enum", "missing_flags"])
+def test_a_bad_flag_is_a_one_line_usage_error(tmp_path, flags, message):
+  result = run_export(f"--model={MODEL}", *flags)
+  assert result.returncode == 2
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith(message), result.stderr
+  assert list(tmp_path.iterdir()) == []

@@ -311,6 +311,15 @@ def test_missing_archive_says_how_to_provide_it(server, tmp_path):
   assert leftovers(dest) == []
 
 
+def test_a_failed_fetch_removes_the_folders_it_created(server, tmp_path):
+  (tmp_path / "kept").mkdir()
+  dest = tmp_path / "kept" / "new" / "ckpt"
+  result = fetch(dest, f"--mirror={server.url}", f"--lock_file={tmp_path / 'lock.json'}")
+  assert "HTTP 404" in error_line(result)
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"]
+  assert list((tmp_path / "kept").iterdir()) == []
+
+
 @pytest.mark.parametrize("members, problem", [
     ({"../model.ckpt.index": b"x"}, "unsafe archive"),
     ({"/tmp/model.ckpt.index": b"x"}, "unsafe archive"),
