@@ -164,17 +164,17 @@ def test_infinite_regularization_loss_is_refused_by_name():
 def test_export_verification_names_non_finite_values_before_comparing():
   """A NaN in what the client loaded is reported as a NaN, not as a difference."""
   import tensorflow  # noqa: F401  (the writers import it at module level)
-  from exporters.formats import hub_module, saved_model_2
+  from exporters import verification
+  from exporters.formats import hub_module
   import registry
 
   release = registry.default().release("nasnet_mobile", "classification", 3)
   stored = {"conv0/weights": np.array([1.0, np.nan], np.float32)}
-  with pytest.raises(ExportError, match=r"verification failed: non-finite values in "
-                                        r"variables: NaN in conv0/weights"):
+  with pytest.raises(ExportError, match=r"verification failed: variables: non-finite values "
+                                        r"in the variables: NaN in conv0/weights"):
     hub_module._check_values(release, "variables", stored, stored)
   with pytest.raises(ExportError, match=r"non-finite values in inference output: "
-                                        r"Inf in the export's output"):
-    saved_model_2._max_abs_diff(np.array([1.0, np.inf]), np.array([1.0, 2.0]),
-                                "inference output")
+                                        r"Inf in the artifact's output"):
+    verification.compare("inference output", np.array([1.0, np.inf]), np.array([1.0, 2.0]))
   # Finite values still go on to the comparison.
-  assert saved_model_2._max_abs_diff(np.array([1.0]), np.array([1.0]), "x") == 0.0
+  assert verification.compare("x", np.array([1.0]), np.array([1.0])) == 0.0

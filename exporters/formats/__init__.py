@@ -9,7 +9,7 @@ against the Slim reference.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Mapping, Protocol
+from typing import Callable, Protocol
 
 from registry import Release
 
@@ -47,18 +47,12 @@ def writer_for(fmt: str) -> FormatWriter:
   raise ValueError(f"no writer for format {fmt!r}")
 
 
-def non_finite_values(what: str, values: Mapping[str, object] | Iterable[tuple[str, object]]) -> str:
-  """"" when every value is finite, else a line naming which are not (NaN / Inf).
-
-  Verification checks this before any bitwise or tolerance comparison, so a
-  NaN is reported as a NaN rather than as a difference (NaN != NaN).
-  """
-  from checkpoints.integrity import non_finite
-
-  items = values.items() if isinstance(values, Mapping) else values
-  bad = [(name, kind) for name, value in items if (kind := non_finite(value))]
-  if not bad:
-    return ""
-  listed = ", ".join(f"{kind} in {name}" for name, kind in bad[:5])
-  more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
-  return f"non-finite values in {what}: {listed}{more}"
+def verifier_for(fmt: str) -> Callable[..., dict]:
+  """The registry's format name -> its verify(release, export_dir, checkpoint, reference, log)."""
+  if fmt == "hub":
+    from exporters.formats.hub_module import verify
+    return verify
+  if fmt == "saved_model_2":
+    from exporters.formats.saved_model_2 import verify
+    return verify
+  raise ValueError(f"no verifier for format {fmt!r}")

@@ -41,12 +41,12 @@ import os
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+from tensorflow.core.protobuf import meta_graph_pb2, rewriter_config_pb2, saved_model_pb2
 
 from exporters.pipeline import slim_graph
 from exporters.pipeline.checkpoint_reader import CheckpointValues
 from exporters.errors import ExportError
-from exporters.formats import non_finite_values
+from exporters import verification
 from registry import Release
 
 tf1 = tf.compat.v1
@@ -421,137 +421,151 @@ def _check_layout(release: Release, export_dir: str) -> dict:
 def _check_values(release: Release, what: str, got: dict[str, np.ndarray],
                   values: dict[str, np.ndarray]) -> None:
   """Bitwise equality with the checkpoint for exactly the module's variables."""
-  if problem := non_finite_values(what, got):
-    _fail(release, problem)
-  expected_names = set(slim_graph.exported_variable_names(release.module_type, values))
-  if set(got) != expected_names:
-    _fail(release, f"{what} has other variables than the checkpoint's; symmetric difference: "
-                   f"{sorted(set(got) ^ expected_names)[:5]}")
-  different = [n for n in got if got[n].dtype != values[n].dtype
-               or got[n].tobytes() != values[n].tobytes()]
-  if different:
-    _fail(release, f"{what}: {len(different)} variable(s) differ from the checkpoint: "
-                   f"{', '.join(sorted(different)[:5])}")
+  expected = {n: values[n] for n in slim_graph.exported_variable_names(release.module_type,
+                                                                         values)}
+  if problem := verification.different_variables(got, expected):
+    _fail(release, f"{what}: {problem}")
 
 
-def _check_fine_tuning(release: Release, loaded, reference, probe: np.ndarray) -> dict:
-  """Runs the train graph's collections, as hub.Module would, in `hub.load(tags=["train"])`.
+# Grappler would rewrite the graph again for each set of fetches (most of the
+# cost of a verification run); the graph as written is what is checked.
+_VERIFICATION_SESSION_CONFIG = tf1.ConfigProto(graph_options=tf1.GraphOptions(
+    rewrite_options=rewriter_config_pb2.RewriterConfig(disable_meta_optimizer=True)))
 
-  Every batch norm's moving mean must move by the version's default momentum
-  toward its batch mean when the UPDATE_OPS run, and REGULARIZATION_LOSSES
-  must hold the Slim reference's weight decay of each of the module's weights.
+
+def _restored_session(release: Release, export_dir: str, meta_graph, tags):
+  """The graph of one tag set in a tf.compat.v1 session, restored from the module's variables
+  by its own saver: how hub.Module instantiates a module (one graph per tag set, every
+  signature in it), without pruning one function per signature."""
+  graph = tf.Graph()
+  with graph.as_default():
+    saver = tf1.train.import_meta_graph(meta_graph)
+    session = tf1.Session(graph=graph, config=_VERIFICATION_SESSION_CONFIG)
+    try:
+      saver.restore(session, os.path.join(export_dir, VARIABLES_PREFIX))
+    except (tf.errors.OpError, ValueError) as e:
+      session.close()
+      _fail(release, f"the graph for tags {sorted(tags)} cannot restore {VARIABLES_PREFIX}: "
+                     f"{str(e).splitlines()[0]}")
+    variables = {v.op.name: v for v in graph.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES)}
+  return graph, session, variables
+
+
+def _signature_tensors(graph, meta_graph, signature: Signature):
+  signature_def = meta_graph.signature_def[signature.name]
+  inputs = {name: graph.get_tensor_by_name(t.name) for name, t in signature_def.inputs.items()}
+  return inputs, graph.get_tensor_by_name(signature_def.outputs[OUTPUT].name)
+
+
+def _check_inference(release: Release, graph, session, meta_graph, variables, checkpoint,
+                     reference, probe: np.ndarray) -> dict:
+  """Every signature of the inference graph and every variable in one run, each against the
+  reference and the checkpoint."""
+  expected = reference.expected(training=False)
+  feeds, fetches = {}, {}
+  for signature in signatures(release):
+    inputs, output = _signature_tensors(graph, meta_graph, signature)
+    feeds[inputs[IMAGES_INPUT]] = probe
+    if signature.bn_hparams:
+      feeds[inputs[MOMENTUM_INPUT]] = release.version.batch_norm_momentum
+    fetches[signature.name] = output
+  got, values = session.run((fetches, variables), feeds)
+  _check_values(release, "the graph for tags []", values, checkpoint.values)
+  try:
+    return {s.name: verification.compare(f"signature {s.name!r}", got[s.name],
+                                         expected[s.output]) for s in signatures(release)}
+  except verification.VerificationError as e:
+    _fail(release, str(e))
+
+
+def _check_train_graph(release: Release, graph, session, meta_graph, variables, checkpoint,
+                       reference, probe: np.ndarray) -> dict:
+  """Runs the train graph's collections as hub.Module's fine-tuning would.
+
+  With only the images fed (the version's momentum default), every batch
+  norm's moving mean must move by that momentum toward its batch mean when
+  the UPDATE_OPS run, REGULARIZATION_LOSSES must hold the Slim reference's
+  weight decay of each of the module's weights, and the feature vector must
+  reproduce the reference's training mode where that is deterministic.
   """
   momentum = release.version.batch_norm_momentum
-  graph = loaded.graph  # The train MetaGraphDef as imported by the loader, with collections.
   update_ops = graph.get_collection(tf1.GraphKeys.UPDATE_OPS)
   losses = graph.get_collection(tf1.GraphKeys.REGULARIZATION_LOSSES)
   batch_norms = [op for op in graph.get_operations() if op.type.startswith("FusedBatchNorm")]
   if len(update_ops) != 2 * len(batch_norms):
     _fail(release, f"train graph has {len(update_ops)} UPDATE_OPS for {len(batch_norms)} "
                    f"batch norms (expected a mean and a variance update each)")
-  variables = {v.name.split(":")[0]: v for v in loaded.variables}
   # Slim names a batch norm's ops and variables in one scope.
   moving_means = [variables[f"{op.name.rsplit('/', 1)[0]}/moving_mean"] for op in batch_norms]
-  images = graph.get_tensor_by_name(f"{IMAGES_INPUT}:0")
-  # One pruned function: the losses (of the weights as loaded), the batch means and the updates.
-  run_updates = loaded.prune(
-      feeds=[images], fetches=[losses, [op.outputs[1] for op in batch_norms], update_ops])
-  old = [v.numpy() for v in moving_means]
-  loss_values, means, _ = run_updates(tf.constant(probe))
-  loss_values = np.array(sorted(v.numpy() for v in loss_values))
-  means = [m.numpy() for m in means]
-  new = [v.numpy() for v in moving_means]
-  if problem := non_finite_values("the train graph after running UPDATE_OPS", [
-      ("REGULARIZATION_LOSSES", loss_values),
-      *((f"batch mean of {v.name}", m) for v, m in zip(moving_means, means)),  # Shapes differ.
-      *((f"moving mean {v.name}", n) for v, n in zip(moving_means, new))]):
+  feature_signature = next(s for s in signatures(release) if s.name == "image_feature_vector")
+  inputs, features = _signature_tensors(graph, meta_graph, feature_signature)
+  values = session.run(variables)
+  _check_values(release, "the graph for tags ['train']", values, checkpoint.values)
+  old = [values[v.op.name] for v in moving_means]
+  loss_values, means, _, train_features = session.run(
+      [losses, [op.outputs[1] for op in batch_norms], update_ops, features],
+      {inputs[IMAGES_INPUT]: probe})
+  new = session.run(moving_means)
+  what = "the train graph after running UPDATE_OPS"
+  if problem := verification.non_finite_values(what, [
+      *((f"batch mean of {v.op.name}", m) for v, m in zip(moving_means, means)),
+      *((f"moving mean {v.op.name}", n) for v, n in zip(moving_means, new))]):
     _fail(release, problem)
-  errors = [np.max(np.abs(n - (momentum * o + (1.0 - momentum) * m)) / (1.0 + np.abs(m)))
-            for o, n, m in zip(old, new, means)]
-  if not max(errors) <= 1e-5:
-    _fail(release, f"running UPDATE_OPS does not move the moving means by momentum "
-                   f"{momentum} (worst relative error {max(errors):.3g})")
-  expected = np.array(sorted(v for n, v in reference.regularization_losses().items()
-                             if n in variables))
-  if loss_values.shape != expected.shape or not np.allclose(loss_values, expected, rtol=1e-5):
-    _fail(release, f"train graph REGULARIZATION_LOSSES ({len(loss_values)}) differ from the "
-                   f"Slim reference's weight decay ({len(expected)})")
-  return {"update_ops": len(update_ops), "regularization_losses": len(loss_values),
-          "moving_mean_max_rel_err": float(max(errors))}
-
-
-def _run_signature(loaded, signature: Signature, images: np.ndarray,
-                   momentum: float) -> np.ndarray:
-  inputs = {IMAGES_INPUT: tf.constant(images)}
-  if signature.bn_hparams:
-    inputs[MOMENTUM_INPUT] = tf.constant(momentum, tf.float32)
-  return loaded.signatures[signature.name](**inputs)[OUTPUT].numpy()
-
-
-def _has_path_dropout(release: Release) -> bool:
-  import slim_nets
-  return slim_nets.get_net(release.model.name).config().drop_path_keep_prob < 1.0
+  try:
+    report = {
+        "update_ops": len(update_ops),
+        "moving_mean_max_rel_err": verification.check_moving_means(what, momentum, old, new,
+                                                                   means),
+        "regularization_losses": verification.compare_losses(
+            "the train graph's REGULARIZATION_LOSSES", loss_values,
+            [v for n, v in reference.regularization_losses().items() if n in variables]),
+    }
+    if verification.training_output_is_deterministic(release.model, feature_signature.output):
+      report["train_features_max_abs_diff"] = verification.compare(
+          "the train graph's features", train_features,
+          reference.expected(training=True)[feature_signature.output])
+    else:  # Random (path dropout): only its shape and finiteness are checked.
+      verification.check_shape("the train graph's features", train_features,
+                               (len(probe), release.model.feature_size))
+      report["train_features_max_abs_diff"] = None
+  except verification.VerificationError as e:
+    _fail(release, str(e))
+  return report
 
 
 def verify(release: Release, export_dir: str, checkpoint: CheckpointValues, reference,
-           log, tolerance: float = 1e-4) -> dict:
-  """Checks the written module with `hub.load` against the Slim reference.
+           log) -> dict:
+  """Checks the written module, as hub.Module loads it, against the Slim reference.
 
-  The layout and each graph variant are checked for what hub.Module needs,
-  and the train graph's UPDATE_OPS and REGULARIZATION_LOSSES are run;
-  `hub.load(tags=[])` and `hub.load(tags=["train"])` must restore the
+  The layout and each graph variant are checked for what hub.Module needs;
+  the variables file and each tag set's restored graph must hold the
   checkpoint's values bitwise; every inference signature must reproduce the
-  reference within `tolerance`, and the train graph's features the
-  reference's training mode (batch statistics) unless path dropout makes
-  them random.
+  reference (exporters.verification's rules), and the train graph's
+  UPDATE_OPS, REGULARIZATION_LOSSES and features are run and compared.
+  Each tag set's graph is imported once, in one session that runs all of its
+  signatures (the tests load the releases with the real hub.Module and
+  hub.load too).
   """
-  import tensorflow_hub as hub
-
-  _check_layout(release, export_dir)
+  meta_graphs = _check_layout(release, export_dir)
   reader = tf.train.load_checkpoint(os.path.join(export_dir, VARIABLES_PREFIX))
   stored = {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
   _check_values(release, VARIABLES_PREFIX, stored, checkpoint.values)
 
   probe = slim_graph.probe_images(release.model)
-  expected = reference.expected(training=False)
-  momentum = release.version.batch_norm_momentum
-  report = {"signatures": [s.name for s in signatures(release)], "max_abs_diff": {}}
+  report = {"signatures": [s.name for s in signatures(release)]}
   for tags, training in GRAPH_VARIANTS:
-    loaded = hub.load(export_dir, tags=sorted(tags))
-    variables = {v.name.split(":")[0]: v.numpy() for v in loaded.variables}
-    _check_values(release, f"hub.load(tags={sorted(tags)})", variables, checkpoint.values)
-    if training:
-      report["fine_tuning"] = _check_fine_tuning(release, loaded, reference, probe)
-    if set(loaded.signatures.keys()) != {s.name for s in signatures(release)}:
-      _fail(release, f"hub.load(tags={sorted(tags)}) has signatures "
-                     f"{sorted(loaded.signatures.keys())}")
-    if not training:
-      for signature in signatures(release):
-        got = _run_signature(loaded, signature, probe, momentum)
-        if problem := non_finite_values(f"signature {signature.name!r}", [("output", got)]):
-          _fail(release, problem)
-        diff = float(np.max(np.abs(got - expected[signature.output])))
-        report["max_abs_diff"][signature.name] = diff
-        if not diff <= tolerance:
-          _fail(release, f"signature {signature.name!r} differs from the Slim reference by "
-                         f"{diff:.3g} (tolerance {tolerance})")
-    else:
-      feature_signature = next(s for s in signatures(release) if s.name == "image_feature_vector")
-      got = _run_signature(loaded, feature_signature, probe, momentum)
-      if _has_path_dropout(release):
-        if got.shape != (len(probe), release.model.feature_size) or not np.all(np.isfinite(got)):
-          _fail(release, f"train graph features have shape {got.shape} or are not finite")
-        report["train_features_max_abs_diff"] = None  # Random: path dropout.
+    graph, session, variables = _restored_session(release, export_dir, meta_graphs[tags], tags)
+    try:
+      if training:
+        report["fine_tuning"] = _check_train_graph(release, graph, session, meta_graphs[tags],
+                                                   variables, checkpoint, reference, probe)
+        report["train_features_max_abs_diff"] = report["fine_tuning"].pop(
+            "train_features_max_abs_diff")
       else:
-        train_expected = reference.expected(training=True)["features"]
-        if problem := non_finite_values("the train graph", [("features", got)]):
-          _fail(release, problem)
-        diff = float(np.max(np.abs(got - train_expected)))
-        report["train_features_max_abs_diff"] = diff
-        if not diff <= tolerance:
-          _fail(release, f"train graph features differ from the Slim reference's training "
-                         f"mode by {diff:.3g} (tolerance {tolerance})")
-    del loaded
-  log(f"{release.handle_with_version}: hub.load (tags [] and ['train']) matches the Slim "
-      f"reference; largest difference {max(report['max_abs_diff'].values()):.2g}")
+        report["max_abs_diff"] = _check_inference(release, graph, session, meta_graphs[tags],
+                                                  variables, checkpoint, reference, probe)
+    finally:
+      session.close()
+  log(f"{release.handle_with_version}: every signature of tags [] and ['train'] matches the "
+      f"Slim reference; largest difference {max(report['max_abs_diff'].values()):.2g}")
   return report

@@ -31,6 +31,7 @@ class SlimReference:
     self._outputs = {}  # training -> {"logits", "features"} tensors.
     self._expected = {}  # training -> outputs on the probe images.
     self._regularization_losses = None
+    self._batch_means = {}  # Batch norm scope -> its batch-mean tensor in training mode.
     self._build(training=False)
 
   @property
@@ -50,10 +51,17 @@ class SlimReference:
       # their moving-average updates into UPDATE_OPS, which is never run, so
       # the restored values stay as in the checkpoint; the decay then has no
       # effect on any output.
+      before = len(self._graph.get_operations())
       with tf.variable_scope(tf.get_variable_scope(), reuse=bool(self._outputs)):
         self._outputs[training] = slim_graph.build_outputs(
             self.model, self._images, training=training, batch_norm_momentum=0.0,
             num_classes=self._num_classes)
+      if training:
+        for op in self._graph.get_operations()[before:]:
+          if op.type.startswith("FusedBatchNorm"):
+            # Slim names a batch norm's variables in its scope: beta is the offset input.
+            scope = _variable_read_by(op.inputs[2]).rsplit("/", 1)[0]
+            self._batch_means[scope] = op.outputs[1]
     return self._outputs[training]
 
   def _restored_session(self):
@@ -78,10 +86,22 @@ class SlimReference:
   def expected(self, training: bool = False) -> dict[str, np.ndarray]:
     """The outputs on `slim_graph.probe_images(model)`, computed once per mode."""
     if training not in self._expected:
-      outputs = self.outputs(slim_graph.probe_images(self.model), training)
-      check_finite_outputs(outputs, "training" if training else "inference")
-      self._expected[training] = outputs
+      outputs = self._build(training)
+      fetches = dict(outputs, batch_means=self._batch_means) if training else outputs
+      values = self._restored_session().run(
+          fetches, {self._images: slim_graph.probe_images(self.model)})
+      batch_means = values.pop("batch_means", {})
+      check_finite_outputs(dict(values, **batch_means), "training" if training else "inference")
+      self._expected[training] = values
+      if training:
+        self._expected["batch_means"] = batch_means
     return self._expected[training]
+
+  def batch_means(self) -> dict[str, np.ndarray]:
+    """Batch norm scope -> the batch mean it normalizes the probe images' activations with in
+    training mode (what a training step moves its moving mean toward)."""
+    self.expected(training=True)
+    return self._expected["batch_means"]
 
   def regularization_losses(self) -> dict[str, float]:
     """Variable name -> its L2 weight-decay loss, as the Slim arg scope defines them."""
@@ -130,9 +150,9 @@ def check_finite_losses(losses: dict[str, float]) -> None:
     raise ExportError(f"non-finite regularization loss in the Slim reference: {shown}{more}")
 
 
-def _variable_read_by(loss) -> str:
-  """The one variable a regularization loss tensor depends on."""
-  found, seen, stack = set(), set(), [loss.op]
+def _variable_read_by(tensor) -> str:
+  """The one variable a tensor (a regularization loss, a batch norm's offset) depends on."""
+  found, seen, stack = set(), set(), [tensor.op]
   while stack:
     op = stack.pop()
     if op.type in ("VarHandleOp", "VariableV2"):
@@ -143,5 +163,5 @@ def _variable_read_by(loss) -> str:
         seen.add(tensor.op.name)
         stack.append(tensor.op)
   if len(found) != 1:
-    raise ValueError(f"regularization loss {loss.name} reads {sorted(found)}, not one variable")
+    raise ValueError(f"{tensor.name} reads {sorted(found)}, not one variable")
   return found.pop()

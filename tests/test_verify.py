@@ -1,0 +1,245 @@
+"""The one verifier, shown to fail: real exports made wrong the way a writer bug would.
+
+Each mutant is a copy of a real, verified nasnet_mobile release from the
+session's export tree (conftest.nasnet_mobile_tree) with one thing changed in
+its files; verification must reject it with a line naming what differs,
+while the untouched release passes. The library call shares one Slim
+reference across the mutants; `python -m exporters.verify` is run on the
+untouched releases and on mutants of both formats.
+"""
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+
+import registry
+from exporters import formats, verification
+from exporters.errors import ExportError
+from exporters.formats import hub_module
+from exporters.pipeline import checkpoint_reader
+from exporters.pipeline.reference import SlimReference
+from tests.conftest import REPO
+
+REGISTRY = registry.default()
+# A TF1 release with every signature kind (the *_with_bn_hparams ones) and a TF2 one.
+TF1_RELEASE = REGISTRY.release("nasnet_mobile", "classification", 3)
+TF2_RELEASE = REGISTRY.release("nasnet_mobile", "classification", 5)
+OTHER_MOMENTUM = REGISTRY.release("nasnet_mobile", "classification", 1).version.batch_norm_momentum
+
+
+@pytest.fixture(scope="module")
+def checked(nasnet_mobile_tree, release_export):
+  """`checked(release, export_dir)` -> report, or raises ExportError; one reference for all."""
+  prefix = str(nasnet_mobile_tree.checkpoint_dir / "nasnet_mobile" / "model.ckpt")
+  reference = SlimReference(TF1_RELEASE.model, int(REGISTRY.publisher["num_classes"]), prefix)
+  checkpoint = checkpoint_reader.select("nasnet_mobile", checkpoint_reader.read_all(prefix),
+                                        reference.variables)
+
+  def check(release, export_dir):
+    return formats.verifier_for(release.version.format)(release, export_dir, checkpoint,
+                                                        reference, lambda _: None)
+  yield check
+  reference.close()
+
+
+def _copy(release, release_export, tmp_path) -> str:
+  export_dir = str(tmp_path / "mutant")
+  shutil.copytree(release_export(release).export_dir, export_dir)
+  return export_dir
+
+
+# ---- Mutations of the written files.
+
+def _rewrite_variables(export_dir, change):
+  """Rewrites variables/variables with `change(values)` applied, through TensorFlow's writer."""
+  prefix = os.path.join(export_dir, "variables", "variables")
+  reader = tf.train.load_checkpoint(prefix)
+  values = {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+  change(values)
+  for name in os.listdir(os.path.dirname(prefix)):
+    os.remove(os.path.join(os.path.dirname(prefix), name))
+  names = sorted(values)
+  tf.raw_ops.SaveV2(prefix=prefix, tensor_names=names, shape_and_slices=[""] * len(names),
+                    tensors=[tf.constant(values[n]) for n in names])
+
+
+def perturb_one_variable(name_filter):
+  def change(values):
+    name = sorted(n for n in values if name_filter(n))[0]
+    values[name] = (values[name] * np.float32(1.0 + 1e-3)).astype(values[name].dtype)
+  return change
+
+
+def _edit_saved_model(export_dir, edit):
+  path = os.path.join(export_dir, "saved_model.pb")
+  saved_model = saved_model_pb2.SavedModel()
+  with open(path, "rb") as f:
+    saved_model.ParseFromString(f.read())
+  for meta_graph in saved_model.meta_graphs:
+    edit(meta_graph, frozenset(meta_graph.meta_info_def.tags))
+  with open(path, "wb") as f:
+    f.write(saved_model.SerializeToString())
+
+
+def _nodes(meta_graph):
+  return {node.name: node for node in meta_graph.graph_def.node}
+
+
+def leave_out_input_scaling(meta_graph, tags):
+  """The network reads the [0, 1] images as if they were [-1, 1] (no 2*x-1)."""
+  nodes = _nodes(meta_graph)
+  images = hub_module.IMAGES_INPUT
+  scaled = next(n for n in nodes.values() if n.op == "Mul" and images in n.input)
+  shifted = next(n for n in nodes.values() if n.op == "Sub" and scaled.name in n.input)
+  for node in nodes.values():
+    node.input[:] = [images if i == shifted.name else i for i in node.input]
+
+
+def drop_classifier_bias(meta_graph, tags):
+  """The classifier's BiasAdd becomes an Identity of its matmul."""
+  bias_add = next(n for n in meta_graph.graph_def.node
+                  if n.op == "BiasAdd" and "/FC/" in n.name)
+  bias_add.op = "Identity"
+  del bias_add.input[1:]
+  for attr in list(bias_add.attr):
+    if attr != "T":
+      del bias_add.attr[attr]
+
+
+def swap_logits_and_features(meta_graph, tags):
+  signatures = meta_graph.signature_def
+  logits = signatures["image_classification"].outputs["default"].name
+  features = signatures["image_feature_vector"].outputs["default"].name
+  signatures["image_classification"].outputs["default"].name = features
+  signatures["image_feature_vector"].outputs["default"].name = logits
+  signatures["image_classification"].outputs["default"].tensor_shape.dim[1].size = -1
+  signatures["image_feature_vector"].outputs["default"].tensor_shape.dim[1].size = -1
+
+
+def momentum_default_of_another_version(meta_graph, tags):
+  node = _nodes(meta_graph)[hub_module.MOMENTUM_DEFAULT]
+  node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(OTHER_MOMENTUM, tf.float32))
+
+
+def drop_one_regularization_loss(meta_graph, tags):
+  losses = meta_graph.collection_def[tf.compat.v1.GraphKeys.REGULARIZATION_LOSSES]
+  if losses.node_list.value:
+    del losses.node_list.value[0]
+
+
+TF1_MUTANTS = {
+    "variable_perturbed": (
+        lambda d: _rewrite_variables(d, perturb_one_variable(lambda n: n.endswith("/weights"))),
+        r"variables/variables: 1 variable\(s\) differ from the checkpoint: \S+/weights"),
+    "input_scaling_left_out": (
+        lambda d: _edit_saved_model(d, leave_out_input_scaling),
+        r"signature 'default': differs from the reference by"),
+    "classifier_bias_dropped": (
+        lambda d: _edit_saved_model(d, drop_classifier_bias),
+        r"signature 'default': differs from the reference by"),
+    "logits_and_features_swapped": (
+        lambda d: _edit_saved_model(d, swap_logits_and_features),
+        r"signature 'image_classification': the artifact gives shape \[2, 1056\], the "
+        r"reference \[2, 1001\]"),
+    "momentum_default_of_version_1": (
+        lambda d: _edit_saved_model(d, momentum_default_of_another_version),
+        r"does not move the moving means by the version's batch-norm momentum 0\.99 "),
+    "regularization_loss_missing": (
+        lambda d: _edit_saved_model(d, drop_one_regularization_loss),
+        r"REGULARIZATION_LOSSES: 356 regularization losses, the reference has 357"),
+}
+
+TF2_MUTANTS = {
+    "variable_perturbed": (
+        lambda d: _rewrite_variables(d, perturb_one_variable(
+            lambda n: n.startswith("variables/") and n.endswith("VARIABLE_VALUE"))),
+        r"the exported variables: 1 variable\(s\) differ from the checkpoint: \S+"),
+}
+
+
+def test_untouched_releases_pass(checked, release_export):
+  for release in (TF1_RELEASE, TF2_RELEASE):
+    report = checked(release, release_export(release).export_dir)
+    assert report, release
+
+
+@pytest.mark.parametrize("mutant", sorted(TF1_MUTANTS))
+def test_tf1_mutant_is_rejected_naming_the_difference(mutant, checked, release_export, tmp_path):
+  mutate, message = TF1_MUTANTS[mutant]
+  export_dir = _copy(TF1_RELEASE, release_export, tmp_path)
+  mutate(export_dir)
+  with pytest.raises(ExportError, match=message) as failure:
+    checked(TF1_RELEASE, export_dir)
+  assert "\n" not in str(failure.value)
+  assert str(failure.value).startswith(f"{TF1_RELEASE.handle_with_version}: verification failed")
+
+
+@pytest.mark.parametrize("mutant", sorted(TF2_MUTANTS))
+def test_tf2_mutant_is_rejected_naming_the_difference(mutant, checked, release_export, tmp_path):
+  mutate, message = TF2_MUTANTS[mutant]
+  export_dir = _copy(TF2_RELEASE, release_export, tmp_path)
+  mutate(export_dir)
+  with pytest.raises(verification.VerificationError, match=message) as failure:
+    checked(TF2_RELEASE, export_dir)
+  assert "\n" not in str(failure.value)
+
+
+def test_the_tf2_momentum_default_is_what_verification_checks(checked, release_export, tmp_path,
+                                                              monkeypatch):
+  """A TF2 release whose default momentum is another version's fails the training-step check:
+  the verifier is told the version's momentum is version 1's."""
+  import dataclasses
+  wrong = dataclasses.replace(TF2_RELEASE, version=dataclasses.replace(
+      TF2_RELEASE.version, batch_norm_momentum=OTHER_MOMENTUM))
+  with pytest.raises(verification.VerificationError,
+                     match=rf"batch-norm momentum {OTHER_MOMENTUM} "):
+    checked(wrong, release_export(TF2_RELEASE).export_dir)
+
+
+def _cli(release, export_dir, checkpoint_prefix):
+  return subprocess.run(
+      [sys.executable, "-m", "exporters.verify", f"--model={release.model.name}",
+       f"--module_type={release.module_type}", f"--version={release.version.number}",
+       f"--checkpoint_path={checkpoint_prefix}", f"--export_dir={export_dir}"],
+      cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("release, mutant", [
+    (TF1_RELEASE, None), (TF2_RELEASE, None),
+    (TF1_RELEASE, "input_scaling_left_out"), (TF2_RELEASE, "variable_perturbed")],
+    ids=["tf1-untouched", "tf2-untouched", "tf1-input_scaling_left_out", "tf2-variable_perturbed"])
+def test_cli_exit_status_and_one_line(release, mutant, nasnet_mobile_tree, release_export,
+                                      tmp_path):
+  prefix = nasnet_mobile_tree.checkpoint_dir / "nasnet_mobile" / "model.ckpt"
+  export_dir = release_export(release).export_dir
+  if mutant:
+    mutants = TF1_MUTANTS if release.version.format == "hub" else TF2_MUTANTS
+    export_dir = _copy(release, release_export, tmp_path)
+    mutants[mutant][0](export_dir)
+  result = _cli(release, export_dir, prefix)
+  if mutant is None:
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"{release.handle_with_version}: verified: every output "
+                                    f"within "), result.stdout
+    assert result.stdout.count("\n") == 1 and not result.stderr.strip()
+  else:
+    assert result.returncode == 1, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"error: {release.handle_with_version}: verification failed: "), result.stderr
+
+
+def test_cli_refuses_what_it_cannot_read_in_one_line(nasnet_mobile_tree, tmp_path):
+  prefix = nasnet_mobile_tree.checkpoint_dir / "nasnet_mobile" / "model.ckpt"
+  (tmp_path / "empty").mkdir()
+  result = _cli(TF2_RELEASE, tmp_path / "empty", prefix)
+  assert result.returncode == 1
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and "the client cannot load" in lines[0], result.stderr
+  result = _cli(TF2_RELEASE, tmp_path / "absent", prefix)
+  assert result.returncode == 1 and "is not a directory" in result.stderr
