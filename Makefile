@@ -10,7 +10,7 @@ COMPAT_STAMP := $(COMPAT_VENV)/.installed
 TFJS_VENV := .venv-tfjs
 TFJS_PY := $(TFJS_VENV)/bin/python
 TFJS_STAMP := $(TFJS_VENV)/.installed
-TFJS_RUNTIME := tests/tfjs_runtime
+TFJS_RUNTIME := exporters/tfjs_runtime
 TFJS_RUNTIME_STAMP := $(TFJS_RUNTIME)/node_modules/.installed
 
 .PHONY: install compat-env tfjs-env tfjs-runtime test test-fast export-all docs bench publish publish-local serve clean
@@ -43,7 +43,9 @@ $(TFJS_STAMP): requirements-tfjs.txt requirements-tfjs-nodeps.txt constraints-tf
 	$(TFJS_PY) -m pip install --quiet --no-deps -r requirements-tfjs-nodeps.txt -c constraints-tfjs.txt
 	touch $@
 
-# The real TF.js runtime (Node.js, pure-JS CPU backend) the TF.js tests run in.
+# The real TF.js runtime (Node.js; the WebAssembly backend, its binaries inside
+# the npm package, and the pure-JS CPU backend) that export-all verifies each
+# TF.js deployment in and the TF.js tests load them with.
 tfjs-runtime: $(TFJS_RUNTIME_STAMP)
 
 $(TFJS_RUNTIME_STAMP): $(TFJS_RUNTIME)/package.json $(TFJS_RUNTIME)/package-lock.json
@@ -63,12 +65,14 @@ test-fast: install
 # archives are fetched from (a folder or URL; default: $CHECKPOINT_MIRROR, else
 # the publisher); EXPORT_FLAGS takes any other flag, e.g.
 #   make export-all MIRROR=/srv/ckpt-archives EXPORT_FLAGS="--models=nasnet_mobile --jobs=2"
-# It also converts the TF.js deployments (registry [tfjs]) in .venv-tfjs,
-# which it builds first (EXPORT_FLAGS=--notfjs leaves them out).
+# It also converts the TF.js deployments (registry [tfjs]) in .venv-tfjs and
+# verifies each in the TF.js runtime, building both first (EXPORT_FLAGS=--notfjs
+# leaves them out); without npm the runtime is not installed and the
+# deployments are converted but not verified (export-all says so).
 EXPORT_DIR ?= exports
 EXPORT_FLAGS ?=
 MIRROR ?=
-export-all: install tfjs-env
+export-all: install tfjs-env $(if $(shell command -v npm),tfjs-runtime)
 	@$(PY) -m exporters.export_all --export_dir=$(EXPORT_DIR) $(if $(MIRROR),--mirror=$(MIRROR)) $(EXPORT_FLAGS)
 
 # Publishes the export tree (archives, cards, manifests) to PUBLISH_DEST, a

@@ -3,6 +3,11 @@ r"""Benchmarks the exports against the Slim graph and keras.applications, and th
   python -m bench --models=nasnet_mobile                # what `make bench` runs in CI
   python -m bench --models=nasnet_mobile --parts=inference --batch_sizes=1 --repeats=1
   python -m bench --models=nasnet_mobile --parts=construction --construction_rounds=1
+  python -m bench --models=nasnet_mobile --module_types=classification --versions=3,5
+
+--models picks the models (default: every model with a published version);
+--module_types and --versions narrow the releases the export cost and
+export-all parts measure (default: every published release of the models).
 
 Writes <output_dir>/bench.json, bench.md and bench.png (plus logs/ and the
 generated checkpoints and exports it measured). The logic is bench/bench_lib.py.
@@ -13,11 +18,10 @@ from absl import app, flags
 
 from bench import bench_lib, workloads
 from exporters import cli
+from exporters import release_flags  # --models, --module_types, --versions.
 
 _DEFAULTS = bench_lib.BenchConfig()
 
-_MODELS = flags.DEFINE_list("models", [], "Models to measure (default: every model with a "
-                            "published version).")
 _BATCH_SIZES = flags.DEFINE_list("batch_sizes", [], "Inference batch sizes (default: 1,32 for "
                                  "the mobile models, 1,8 for the large ones).")
 _REPEATS = flags.DEFINE_integer("repeats", _DEFAULTS.repeats,
@@ -42,7 +46,8 @@ _WORKLOADS = flags.DEFINE_list("workloads", list(workloads.ALL),
 _CHECKPOINT_DIR = flags.DEFINE_string(
     "checkpoint_dir", None, "Folder holding <model>/model.ckpt.* (e.g. the released ones); "
     "default: generate them from ../shared/checkpoints into <output_dir>/checkpoints.")
-_EXPORT_ALL_JOBS = flags.DEFINE_list("export_all_jobs", ["1", "2"],
+_EXPORT_ALL_JOBS = flags.DEFINE_list("export_all_jobs",
+                                     [str(jobs) for jobs in _DEFAULTS.export_all_jobs],
                                      "--jobs values to run export-all with.")
 _EXPORT_ALL_TIMEOUT_S = flags.DEFINE_float(
     "export_all_timeout_s", _DEFAULTS.export_all_timeout_s,
@@ -61,8 +66,10 @@ def _ints(values: list[str], flag: str) -> tuple[int, ...]:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  filters = release_flags.parsed()
   config = bench_lib.BenchConfig(
-      output_dir=_OUTPUT_DIR.value, models=tuple(_MODELS.value),
+      output_dir=_OUTPUT_DIR.value, models=filters.models, module_types=filters.module_types,
+      versions=filters.versions,
       batch_sizes=_ints(_BATCH_SIZES.value, "batch_sizes"), repeats=_REPEATS.value,
       warmup=_WARMUP.value, min_run_seconds=_MIN_RUN_SECONDS.value,
       export_repeats=_EXPORT_REPEATS.value, construction_rounds=_CONSTRUCTION_ROUNDS.value,

@@ -8,9 +8,10 @@ clean process runs in `bench.child`):
      `<output_dir>/checkpoints/`;
   2. export cost (part `export`): per model, one model run
      (exporters.pipeline.export_model) over every published release of the
-     model in a fresh process: its wall time split into the pipeline's own
-     phases and its network constructions counted (bench.phases), peak RSS,
-     bytes written vs the checkpoint's data; its newest classification
+     model (or those --module_types and --versions select) in a fresh
+     process: its wall time split into the pipeline's own phases and its
+     network constructions counted (bench.phases), peak RSS, bytes written
+     vs the checkpoint's data; its newest classification
      releases are also what part `inference` loads;
   3. inference (part `inference`): per model, every workload (bench.workloads)
      loaded in one process and timed interleaved; throughput and latency as
@@ -19,8 +20,8 @@ clean process runs in `bench.child`):
      of the network with and without tf_slim_compat's fix 3, alternated in
      one process (bench.child.run_construction);
   5. export-all (part `export_all`): `python -m exporters.export_all` over the
-     models' every release, once per `--export_all_jobs` value, against its
-     floor (bench.child.run_floor).
+     models' every release (or the selected ones), once per `--export_all_jobs`
+     value, against its floor (bench.child.run_floor).
 
 Ratios are the headline; `targets.evaluate` marks each target met or missed.
 Results go to `<output_dir>/bench.json`, `bench.md` and `bench.png` (bench.report).
@@ -63,6 +64,9 @@ class BenchError(RuntimeError):
 class BenchConfig:
   output_dir: str = "bench_results"
   models: tuple[str, ...] = ()  # Empty: every model with a published version.
+  # The releases the export cost and export-all parts measure (empty: all of the models').
+  module_types: tuple[str, ...] = ()
+  versions: tuple[int, ...] = ()
   batch_sizes: tuple[int, ...] = ()  # Empty: DEFAULT_BATCH_SIZES by image size.
   repeats: int = 5  # Timed inference rounds per batch size.
   warmup: int = 2  # Untimed calls per workload and batch size before timing.
@@ -205,6 +209,14 @@ def export_releases(reg: registry_lib.Registry, model: str) -> dict[str, registr
   return newest
 
 
+def measured_releases(config: BenchConfig, reg: registry_lib.Registry,
+                      model: str) -> list[registry_lib.Release]:
+  """The releases of `model` that the export cost and export-all parts measure: every
+  published one, or those --module_types and --versions select."""
+  return list(reg.releases(models=[model], module_types=config.module_types,
+                           versions=config.versions))
+
+
 def export_dir_for(config: BenchConfig, release: registry_lib.Release) -> pathlib.Path:
   return pathlib.Path(config.output_dir, "exports", release.model.name, release.module_type,
                       str(release.version.number)).resolve()
@@ -288,15 +300,16 @@ def measure_model_export(config: BenchConfig, model: str, checkpoint, logs: path
                          timed: bool, formats) -> tuple[dict | None, dict]:
   """Model runs of `model`; returns (summary or None, format -> dir of what inference loads).
 
-  Timed (part `export`): each run exports every published release of the
-  model whose format is in `formats`, in a fresh process, `export_repeats`
-  times. Untimed, one run exports only the newest classification release per
-  format, to have something to load.
+  Timed (part `export`): each run exports the model's measured releases
+  (measured_releases) whose format is in `formats`, in a fresh process,
+  `export_repeats` times; what inference loads and they leave out is then
+  exported untimed. Untimed, one run exports only the newest classification
+  release per format, to have something to load.
   """
   reg = registry_lib.default()
   loaded = {fmt: r for fmt, r in export_releases(reg, model).items() if fmt in formats}
   if timed:
-    releases = [r for r in reg.releases(models=[model]) if r.version.format in formats]
+    releases = [r for r in measured_releases(config, reg, model) if r.version.format in formats]
   else:
     releases = list(loaded.values())
   if not releases:
@@ -316,10 +329,15 @@ def measure_model_export(config: BenchConfig, model: str, checkpoint, logs: path
         _log(f"{release['handle']}: export FAILED: {release['error'].splitlines()[-1]}")
     runs.append(result)
   failed = {r["handle"] for r in runs[-1]["releases"] if r["error"]}
+  exported = {r.handle_with_version for r in releases}
   dirs = {fmt: str(export_dir_for(config, r)) for fmt, r in loaded.items()
-          if r.handle_with_version not in failed}
+          if r.handle_with_version in exported and r.handle_with_version not in failed}
   if not timed:
     return None, dirs
+  unexported = {fmt for fmt, r in loaded.items() if r.handle_with_version not in exported}
+  if unexported and "inference" in config.parts:  # Filtered out of the timed runs.
+    dirs.update(measure_model_export(config, model, checkpoint, logs, timed=False,
+                                     formats=unexported)[1])
   summary = summarize_model_export(runs)
   s = summary["seconds"]
   _log(f"{model}: {summary['releases_exported']}/{summary['releases_planned']} releases in "
@@ -442,6 +460,19 @@ def _process_tree_rss(process) -> int:
   return total
 
 
+def release_filter_flags(config) -> list[str]:
+  """export_all's --module_types and --versions for the measured releases (`config`: a
+  BenchConfig or its dict in the results)."""
+  if not isinstance(config, dict):
+    config = dataclasses.asdict(config)
+  flags = []
+  if config.get("module_types"):
+    flags.append(f"--module_types={','.join(config['module_types'])}")
+  if config.get("versions"):
+    flags.append(f"--versions={','.join(map(str, config['versions']))}")
+  return flags
+
+
 def run_export_all(config: BenchConfig, models: list[str], checkpoint_dir: pathlib.Path,
                    jobs: int, logs: pathlib.Path) -> dict:
   """One `exporters.export_all` run in a scratch dir, stopped (and extrapolated) at the timeout."""
@@ -450,7 +481,8 @@ def run_export_all(config: BenchConfig, models: list[str], checkpoint_dir: pathl
   scratch = pathlib.Path(config.output_dir, f"export_all_scratch_jobs{jobs}").resolve()
   shutil.rmtree(scratch, ignore_errors=True)
   command = [sys.executable, "-m", "exporters.export_all", f"--checkpoint_dir={checkpoint_dir}",
-             f"--export_dir={scratch}", f"--models={','.join(models)}", f"--jobs={jobs}"]
+             f"--export_dir={scratch}", f"--models={','.join(models)}",
+             *release_filter_flags(config), f"--jobs={jobs}"]
   log_path = logs / f"export_all-jobs{jobs}.log"
   _log(f"export-all --jobs={jobs} over {', '.join(models)} (stopped after "
        f"{config.export_all_timeout_s:.0f} s)")
@@ -523,7 +555,7 @@ def measure_export_all(config: BenchConfig, models: list[str], checkpoints: dict
   checkpoint_dir = checkpoint_dirs.pop()
   floors = {}
   for model in models:
-    releases = list(reg.releases(models=[model]))
+    releases = measured_releases(config, reg, model)
     formats = list(dict.fromkeys(r.version.format for r in releases))
     _log(f"{model}: measuring the export-all floor ({len(releases)} releases, "
          f"format families {', '.join(formats)})")
@@ -579,6 +611,13 @@ def check_config(config: BenchConfig, reg: registry_lib.Registry) -> list[str]:
     if name not in published:
       raise BenchError(f"{name} has no published version to export; "
                        f"models with versions: {', '.join(published)}")
+    try:
+      selected = measured_releases(config, reg, name)
+    except registry_lib.RegistryError as e:
+      raise BenchError(str(e)) from None
+    if not selected:
+      raise BenchError(f"no published release of {name} matches "
+                       f"{' '.join(release_filter_flags(config))}")
   return models
 
 

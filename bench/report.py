@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import pathlib
 
+from bench import bench_lib
 from bench import targets as targets_lib
 from bench import workloads as workloads_lib
 
@@ -99,6 +100,11 @@ def _inference_section(results: dict) -> list[str]:
   return lines
 
 
+def _release_filter_flags(results: dict) -> list[str]:
+  """The --module_types/--versions the run's export parts were narrowed to (none: all)."""
+  return bench_lib.release_filter_flags(results.get("config", {}))
+
+
 def _export_section(results: dict) -> list[str]:
   """Per model run: its phases and costs; then per release: write, verify, bytes."""
   exports = results.get("exports", {})
@@ -141,10 +147,11 @@ def _export_section(results: dict) -> list[str]:
                            _stat(release["verify"]), _mib(release["bytes_written"]),
                            f"{release['bytes_written_over_checkpoint']:.2f}x"])
   repeats = results["config"]["export_repeats"]
+  selected = " ".join(_release_filter_flags(results))
   lines = ["## Export cost", "",
            f"One model run per model (`exporters.pipeline.export_model` over every published "
-           f"release), each in a fresh process; seconds are median [min–max] of {repeats} "
-           f"run(s), imports excluded. The phases are the pipeline's own: reference "
+           f"release{f' that {selected} select' if selected else ''}), each in a fresh "
+           f"process; seconds are median [min–max] of {repeats} run(s), imports excluded. The phases are the pipeline's own: reference "
            f"(constructing the verification reference's inference graph, which also lists "
            f"the variables), read_checkpoint, construct_<format> (a format family's "
            f"constructions, once per mode for all its releases), then per release write and "
@@ -221,8 +228,10 @@ def _export_all_section(results: dict) -> list[str]:
       parts.append(f"{model}: " + ", ".join(f"{k} {v:.1f}" for k, v in f["seconds"].items())
                    + f" ({f['releases']} releases, {f.get('constructions', '?')} "
                      f"constructions)")
-  intro = (f"`python -m exporters.export_all --models={','.join(export_all['models'])}` "
-           f"into an empty directory, once per `--jobs` value. ")
+  command = " ".join([f"--models={','.join(export_all['models'])}",
+                      *_release_filter_flags(results)])
+  intro = (f"`python -m exporters.export_all {command}` into an empty directory, once per "
+           f"`--jobs` value. ")
   if floor:
     intro += (f"Floor {floor:.0f} s: one process start, then per model reading the "
               f"checkpoint, one inference-mode and one training-mode construction per format "

@@ -13,7 +13,9 @@ was made from) beside them, and, after its parent release, each TF.js deployment
 checkpoints are fetched first, and when they cannot be, nothing is exported.
 Each model is one run (one checkpoint read, one network construction per mode
 and format family, every planned release derived from it); --jobs runs models
-in parallel. Ends with a table of every release and where each model's
+in parallel, by default as many as the machine's usable cores and available
+memory allow for the models to export (the first progress line says how
+many, and why). Ends with a table of every release and where each model's
 checkpoint comes from ("pinned archive sha256 ..." or "unverified local
 checkpoint"), or, when everything was up to date, one line; exits 1 if any
 export failed. TensorFlow's start-up logging is quiet unless --verbosity is
@@ -30,16 +32,21 @@ from exporters import cli
 from exporters import export_tree
 from exporters import release_flags
 from exporters.errors import ExportError
+from exporters.export_tree import plan as export_plan
 
 _CHECKPOINT_DIR = flags.DEFINE_string(
     "checkpoint_dir", "checkpoints", "Folder holding <model>/model.ckpt.*; missing ones are "
     "fetched into it.")
 _EXPORT_DIR = flags.DEFINE_string("export_dir", "exports", "Root of the export tree.")
-_JOBS = flags.DEFINE_integer("jobs", 1, "Exports to run at once, each in a fresh process.",
-                             lower_bound=1)
+_JOBS = flags.DEFINE_integer(
+    "jobs", None, "Model runs at once, each exporting one model's releases in its own worker "
+    "process (default: as many as the usable CPU cores, the models to export and "
+    "--memory_budget_gb allow, counting the largest models' memory estimates; the run's first "
+    "progress line says the choice).", lower_bound=1)
 _MEMORY_BUDGET_GB = flags.DEFINE_float(
-    "memory_budget_gb", 0.0, "With --jobs>1, start an export only while the running ones' "
-    "estimated memory fits in this many GB (default: 80% of the available memory).",
+    "memory_budget_gb", 0.0, "Start a model run only while the running ones' estimated memory "
+    "fits in this many GB (default: "
+    f"{export_plan.MEMORY_BUDGET_SHARE:.0%} of the memory available at the start).",
     lower_bound=0.0)
 _MIRROR = flags.DEFINE_string(
     "mirror", None, "Base URL or folder holding the released checkpoint archives, for fetching "

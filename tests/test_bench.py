@@ -4,8 +4,9 @@ Fast tests check the statistics, the construction counter and its call
 sites, the model-run summary, the targets and the three writers on made-up
 results; one test runs `python -m bench` on a tiny configuration
 (nasnet_mobile, batch 1, one round, one construction round, no exports) and
-checks the files it writes; a slow test also runs the export (one model run
-over every release) and export-all parts.
+checks the files it writes; a slow test runs the export (one model run over
+one release per format family, --module_types/--versions), inference over
+every workload and export-all parts on the session's generated checkpoint.
 """
 import dataclasses
 import json
@@ -234,6 +235,76 @@ def test_writers_produce_json_markdown_and_png(tmp_path):
   assert "| nasnet_mobile | 2/2 | 6.0 | 0.1 | 19.0 | 7.0 |" in text  # The model run's phases.
   assert "google/imagenet/nasnet_mobile/classification/5 | saved_model_2 | 9.0 | 12.0" in text
   assert (tmp_path / report.CHART_NAME).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  assert "over every published release)" in text
+  assert "`python -m exporters.export_all --models=nasnet_mobile` into" in text
+  # Narrowed by --module_types/--versions, the export parts say so.
+  results["config"].update(module_types=["classification"], versions=[3, 5])
+  text = report.markdown(results)
+  assert "over every published release that --module_types=classification --versions=3,5 " \
+         "select)" in text
+  assert "`python -m exporters.export_all --models=nasnet_mobile --module_types=classification " \
+         "--versions=3,5` into" in text
+
+
+def test_release_filters_narrow_what_the_export_parts_measure():
+  reg = bench_lib.registry_lib.default()
+  config = bench_lib.BenchConfig(models=("nasnet_mobile",), module_types=("classification",),
+                                 versions=(3, 5))
+  assert [r.handle_with_version for r in bench_lib.measured_releases(
+      config, reg, "nasnet_mobile")] == ["google/imagenet/nasnet_mobile/classification/3",
+                                         "google/imagenet/nasnet_mobile/classification/5"]
+  assert len(bench_lib.measured_releases(bench_lib.BenchConfig(), reg, "nasnet_mobile")) == 8
+  assert bench_lib.release_filter_flags(config) == bench_lib.release_filter_flags(
+      dataclasses.asdict(config)) == ["--module_types=classification", "--versions=3,5"]
+  assert bench_lib.release_filter_flags({}) == []
+  with pytest.raises(bench_lib.BenchError, match="unknown module type 'image'"):
+    bench_lib.check_config(dataclasses.replace(config, module_types=("image",)), reg)
+  with pytest.raises(bench_lib.BenchError, match="no published release of nasnet_mobile "
+                                                 "matches --versions=2"):  # pnasnet_large's.
+    bench_lib.check_config(dataclasses.replace(config, module_types=(), versions=(2,)), reg)
+
+
+def _fake_children(monkeypatch) -> list[dict]:
+  """bench_lib.run_child answering every model_export task with fake_model_run's numbers for
+  the task's targets; returns the tasks it was given."""
+  tasks = []
+
+  def run_child(task, log_path, timeout_s):
+    tasks.append(task)
+    result = fake_model_run()
+    template = result["releases"][0]
+    result["releases"] = [
+        dict(template, handle=f"google/imagenet/{task['model']}/{module_type}/{version}",
+             module_type=module_type, version=version)
+        for module_type, version, _ in task["targets"]]
+    return result
+  monkeypatch.setattr(bench_lib, "run_child", run_child)
+  return tasks
+
+
+def test_filtered_export_cost_still_exports_what_inference_loads(tmp_path, monkeypatch):
+  tasks = _fake_children(monkeypatch)
+  config = bench_lib.BenchConfig(output_dir=str(tmp_path), module_types=("feature_vector",),
+                                 versions=(5,))
+  summary, dirs = bench_lib.measure_model_export(
+      config, "nasnet_mobile", "ckpt", tmp_path, timed=True, formats={"hub", "saved_model_2"})
+  targets_of = lambda task: [tuple(t[:2]) for t in task["targets"]]  # noqa: E731
+  # The timed run is the selected release alone; inference's two then come untimed.
+  assert [targets_of(t) for t in tasks] == [[("feature_vector", 5)],
+                                            [("classification", 3), ("classification", 5)]]
+  assert summary["releases_planned"] == 1
+  assert dirs == {"hub": str(tmp_path / "exports/nasnet_mobile/classification/3"),
+                  "saved_model_2": str(tmp_path / "exports/nasnet_mobile/classification/5")}
+  tasks.clear()
+  bench_lib.measure_model_export(dataclasses.replace(config, parts=("export",)), "nasnet_mobile",
+                                 "ckpt", tmp_path, timed=True, formats={"hub", "saved_model_2"})
+  assert [targets_of(t) for t in tasks] == [[("feature_vector", 5)]]  # Nothing to load.
+  tasks.clear()
+  _, dirs = bench_lib.measure_model_export(
+      dataclasses.replace(config, module_types=("classification",), versions=(3, 5)),
+      "nasnet_mobile", "ckpt", tmp_path, timed=True, formats={"hub", "saved_model_2"})
+  assert [targets_of(t) for t in tasks] == [[("classification", 3), ("classification", 5)]]
+  assert set(dirs) == {"hub", "saved_model_2"}
 
 
 def test_bad_flags_fail_before_any_work():
@@ -284,16 +355,31 @@ def test_tiny_inference_and_construction_run(tmp_path):
   assert results["exports"] == {}
 
 
+# What the slow test's export parts measure: one release per format family (the ones its
+# inference part loads), not all eight; the model run's phases and constructions are the
+# same per family, and the session's export tree (tests/conftest.py) exports all eight.
+MEASURED = ("--module_types=classification", "--versions=3,5")
+MEASURED_HANDLES = ["google/imagenet/nasnet_mobile/classification/3",
+                    "google/imagenet/nasnet_mobile/classification/5"]
+
+
 @pytest.mark.slow
-def test_tiny_run_with_exports_and_export_all(tmp_path):
-  """One model run over every release, split into phases; export-all stopped early and still
-  reported."""
-  require_shared("checkpoints", "make_ckpt.py")
-  results = _bench(tmp_path, "--export_all_jobs=1", "--export_all_timeout_s=30",
-                   "--construction_rounds=1", timeout=1800)
+def test_tiny_run_with_exports_and_export_all(tmp_path, ckpt_factory):
+  """One model run over a release per format family, split into phases; export-all stopped
+  early and still reported. The checkpoint is the session's (ckpt_factory: generated once);
+  the construction part is test_tiny_inference_and_construction_run's."""
+  checkpoint_dir = tmp_path / "checkpoint_dir"
+  checkpoint_dir.mkdir()
+  (checkpoint_dir / "nasnet_mobile").symlink_to(ckpt_factory("nasnet_mobile").parent)
+  results = _bench(tmp_path / "bench", "--parts=export,inference,export_all", *MEASURED,
+                   f"--checkpoint_dir={checkpoint_dir}", "--export_all_jobs=1",
+                   "--export_all_timeout_s=30", timeout=1800)
+  assert results["checkpoints"] == {
+      "nasnet_mobile": str(checkpoint_dir / "nasnet_mobile" / "model.ckpt")}
   summary = results["exports"]["nasnet_mobile"]
   assert "error" not in summary, summary.get("error")
-  assert summary["releases_exported"] == summary["releases_planned"] == 8
+  assert summary["releases_exported"] == summary["releases_planned"] == len(MEASURED_HANDLES)
+  assert [r["handle"] for r in summary["releases"]] == MEASURED_HANDLES
   assert {r["format"] for r in summary["releases"]} == {"hub", "saved_model_2"}
   for phase in ("reference", "read_checkpoint", "construct_hub", "construct_saved_model_2",
                 "write", "verify", "wall"):
@@ -308,6 +394,10 @@ def test_tiny_run_with_exports_and_export_all(tmp_path):
     if row["workload"] in workloads_lib.EXPORTED:
       assert row["max_abs_diff_vs_slim"] < 1e-4
   run = results["export_all"]["runs"][0]
-  assert run["jobs"] == 1 and run["timed_out"] and run["exports_planned"] == 8
+  assert run["jobs"] == 1 and run["timed_out"] and run["exports_planned"] == len(MEASURED_HANDLES)
   assert results["export_all"]["floor_seconds"] > 0
   assert results["export_all"]["floor"]["nasnet_mobile"]["constructions"] == 4
+  assert results["export_all"]["floor"]["nasnet_mobile"]["releases"] == len(MEASURED_HANDLES)
+  text = (tmp_path / "bench" / "bench.md").read_text()
+  assert "## Export cost" in text and "## export-all" in text
+  assert " ".join(MEASURED) in text

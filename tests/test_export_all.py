@@ -6,6 +6,7 @@ exporters on the checkpoint ../shared/checkpoints/make_ckpt.py writes: one
 session-wide export of every nasnet_mobile version (shared with test_publish
 and test_serve), and a real export killed midway and run again.
 """
+import dataclasses
 import errno
 import fcntl
 import io
@@ -189,7 +190,7 @@ def test_one_model_at_a_time_each_in_its_own_process(tmp_path, fake_ckpts, monke
   events = tmp_path / "events.jsonl"
   monkeypatch.setenv("FAKE_EXPORT_LOG", str(events))
   result, output = run(config(tmp_path, models=THREE_MODELS[:2], versions=(4, 5),
-                              in_process=False))
+                              in_process=False, jobs=1))
   assert statuses(result) == ["exported"] * 8
   order = [(e["event"], e["model"]) for e in _events(events)]
   assert order == [("start", "nasnet_mobile"), ("end", "nasnet_mobile"),
@@ -204,6 +205,100 @@ def test_a_model_larger_than_the_budget_runs_alone(tmp_path, fake_ckpts, monkeyp
   assert statuses(result) == ["exported"] * 2
   assert "nasnet_mobile: its estimated 10 GB exceed the --memory_budget_gb of 1; " \
          "running it alone" in output
+
+
+# ---- How many model runs at once when --jobs is not given (plan.choose_jobs).
+
+def _machine(monkeypatch, cores: int, available_gb: float | None) -> None:
+  """This machine, as choose_jobs sees it: usable cores and MemAvailable (None: not read)."""
+  def unread():
+    raise AssertionError("the available memory was read although --memory_budget_gb was given")
+  monkeypatch.setattr(plan_lib, "usable_cores", lambda: cores)
+  monkeypatch.setattr(plan_lib, "available_memory_gb",
+                      unread if available_gb is None else lambda: available_gb)
+
+
+def _model_jobs(*estimates_gb):
+  return [plan_lib.ModelJob(f"model{i}", pathlib.Path("ckpt"), [], gb)
+          for i, gb in enumerate(estimates_gb)]
+
+
+@pytest.mark.parametrize("cores, available_gb, budget_gb, estimates, jobs, fit", [
+    (4, 20.0, 0, (2.0, 6.0, 6.0), 3, 3),  # Budget 16 GB holds all three (14 GB).
+    (2, 20.0, 0, (2.0, 6.0, 6.0), 2, 3),  # Cores.
+    (16, 20.0, 0, (2.0,), 1, 1),  # Model runs.
+    (16, 10.0, 0, (2.0, 6.0, 6.0), 1, 1),  # Budget 8 GB: one 6 GB run, not two.
+    (16, 11.0, 0, (6.0, 2.0, 2.0), 2, 2),  # Budget 8.8 GB: 6 + 2 fit, 6 + 2 + 2 do not.
+    (16, 4.0, 0, (6.0, 6.0), 1, 0),  # Nothing fits: still one (it runs alone).
+    (16, None, 13.0, (6.0, 6.0, 6.0), 2, 2),  # --memory_budget_gb instead of the machine's.
+    (1, 64.0, 0, (2.0, 2.0), 1, 2),
+])
+def test_jobs_default_to_what_cores_model_runs_and_memory_allow(
+    tmp_path, monkeypatch, cores, available_gb, budget_gb, estimates, jobs, fit):
+  _machine(monkeypatch, cores, available_gb)
+  choice = plan_lib.choose_jobs(config(tmp_path, memory_budget_gb=budget_gb),
+                                _model_jobs(*estimates))
+  assert (choice.jobs, choice.fit, choice.chosen) == (jobs, fit, True)
+  assert choice.memory_budget_gb == pytest.approx(
+      budget_gb or plan_lib.MEMORY_BUDGET_SHARE * available_gb)
+
+
+def test_an_explicit_jobs_wins(tmp_path, monkeypatch):
+  _machine(monkeypatch, cores=1, available_gb=1.0)
+  choice = plan_lib.choose_jobs(config(tmp_path, jobs=3), _model_jobs(6.0, 6.0, 6.0))
+  assert (choice.jobs, choice.chosen) == (3, False)
+  assert choice.memory_budget_gb == pytest.approx(plan_lib.MEMORY_BUDGET_SHARE * 1.0)
+
+
+def test_the_machine_readers_read_the_affinity_and_memavailable():
+  with open("/proc/meminfo") as f:
+    kb = next(int(line.split()[1]) for line in f if line.startswith("MemAvailable:"))
+  assert plan_lib.available_memory_gb() == pytest.approx(kb / 2**20, rel=0.2)
+  assert plan_lib.usable_cores() == len(os.sched_getaffinity(0))
+
+
+def test_the_run_says_its_jobs_choice_first_and_runs_that_many(tmp_path, fake_ckpts,
+                                                                 monkeypatch):
+  events = tmp_path / "events.jsonl"
+  monkeypatch.setenv("FAKE_EXPORT_LOG", str(events))
+  monkeypatch.setenv("FAKE_EXPORT_SECONDS", "0.5")
+  two_models = THREE_MODELS[:2]
+  for model in two_models:
+    monkeypatch.setitem(plan_lib.MEMORY_GB, model, 2.0)
+  _machine(monkeypatch, cores=4, available_gb=21.3)
+  result, output = run(config(tmp_path, models=two_models, versions=(4,), in_process=False))
+  assert statuses(result) == ["exported"] * 4
+  assert output.splitlines()[0] == (
+      "4 of 4 export(s) to do in 2 model run(s), --jobs=2 (4 core(s), 21.3 GB available: "
+      "budget 17.0 GB fits 2 of these model runs at once; pass --jobs to choose)")
+  running, most = 0, 0
+  for event in _events(events):
+    running += 1 if event["event"] == "start" else -1
+    most = max(most, running)
+  assert most == 2
+  # Given, --jobs wins, and the line says no more than before.
+  events.unlink()
+  _, output = run(config(tmp_path, models=two_models, versions=(4,), in_process=False, jobs=1,
+                         force=True))
+  assert output.splitlines()[0] == "4 of 4 export(s) to do in 2 model run(s)"
+  assert [e["event"] for e in _events(events)] == ["start", "end"] * 2
+
+
+_CLI_JOBS = """
+import sys
+from exporters import cli, export_all, export_tree
+export_tree.run = lambda config, log: sys.exit(f"jobs={config.jobs}")
+sys.argv[0] = "export_all"
+cli.run(export_all.main)
+"""
+
+
+@pytest.mark.parametrize("flags, jobs", [((), None), (("--jobs=3",), 3)])
+def test_cli_leaves_jobs_to_the_run_unless_given(tmp_path, flags, jobs):
+  """The flag's default is the run's choice (plan.choose_jobs), not a number of its own."""
+  done = subprocess.run([sys.executable, "-c", _CLI_JOBS, f"--export_dir={tmp_path}", *flags],
+                        cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert done.stderr.strip().splitlines()[-1] == f"jobs={jobs}"
 
 
 def test_failed_export_in_a_worker_leaves_nothing_and_others_finish(tmp_path, fake_ckpts,
@@ -436,42 +531,82 @@ def _wait_for(predicate, timeout, proc):
   return False
 
 
-@pytest.mark.slow
-def test_real_export_killed_midway_leaves_nothing_and_the_next_run_recovers(
-    nasnet_mobile_tree, tmp_path):
-  """SIGTERM stops it and removes the temporary dir; after SIGKILL the next run removes it."""
-  exports = tmp_path / "exports"
+# The one extra real export of this module (beside the session tree): export_all of two
+# releases, one per format family, killed twice while writing and then run again; the
+# SIGTERM/SIGKILL test checks the kills and the recovery, the plan test the bytes.
+KILLED_RELEASES = nasnet_mobile_releases(module_types=["feature_vector"], versions=[3, 5])
+
+
+@dataclasses.dataclass(frozen=True)
+class KilledAndRecovered:
+  exports: pathlib.Path
+  handle: pathlib.Path  # The releases' handle folder.
+  after_kill: dict  # Signal -> what was there after export_all died of it.
+  recovery: subprocess.CompletedProcess  # The next, uninterrupted run.
+
+
+@pytest.fixture(scope="module")
+def killed_and_recovered(nasnet_mobile_tree, tmp_path_factory) -> KilledAndRecovered:
+  """`python -m exporters.export_all` over KILLED_RELEASES, stopped by SIGTERM and then by
+  SIGKILL a second after a release's temporary dir appeared, then run to the end."""
+  exports = tmp_path_factory.mktemp("killed") / "exports"
   handle = exports / "google/imagenet/nasnet_mobile/feature_vector"
   cmd = [sys.executable, "-m", "exporters.export_all",
          f"--checkpoint_dir={nasnet_mobile_tree.checkpoint_dir}", f"--export_dir={exports}",
-         "--models=nasnet_mobile", "--module_types=feature_vector", "--versions=5"]
-  temp_dirs = lambda: [p for p in handle.glob(".tmp-5-*")] if handle.exists() else []  # noqa
-
+         "--models=nasnet_mobile", "--module_types=feature_vector", "--versions=3,5",
+         "--notfjs"]
+  after_kill = {}
   for sig in (signal.SIGTERM, signal.SIGKILL):
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-      assert _wait_for(temp_dirs, 300, proc), proc.communicate()[0].decode()[-3000:]
+      assert _wait_for(lambda: _temp_dirs(handle), 300, proc), \
+          proc.communicate()[0].decode()[-3000:]
       time.sleep(1)
       proc.send_signal(sig)
       proc.wait(timeout=120)
     finally:
       proc.kill()
-    assert not (handle / "5").exists() and not (handle / ".5.stamp.json").exists()
-    if sig == signal.SIGTERM:
-      assert temp_dirs() == [], "an interrupted export must remove its temporary dir"
-  assert temp_dirs()  # SIGKILL leaves it; the next run cleans it up.
+    after_kill[sig] = {  # Exports, stamps, cards: whatever is there but temporary dirs.
+        "kept": sorted(str(p.relative_to(exports)) for p in exports.rglob("*")
+                       if p.is_file() and p.name != export_tree.LOCK_NAME
+                       and not any(part.startswith(".tmp-")
+                                   for part in p.relative_to(exports).parts)),
+        "temp_dirs": _temp_dirs(handle)}
+  recovery = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+  return KilledAndRecovered(exports, handle, after_kill, recovery)
 
-  done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+
+def _temp_dirs(handle: pathlib.Path) -> list[pathlib.Path]:
+  """The temporary dirs of a model run writing into `handle` (pipeline._temporary_dir)."""
+  return sorted(handle.glob(".tmp-*")) if handle.exists() else []
+
+
+@pytest.mark.slow
+def test_real_export_killed_midway_leaves_nothing_and_the_next_run_recovers(
+    killed_and_recovered, nasnet_mobile_tree):
+  """SIGTERM stops it and removes the temporary dir; after SIGKILL the next run removes it."""
+  killed = killed_and_recovered
+  for sig, left in killed.after_kill.items():
+    # No release, card or stamp of a killed run: nothing partial.
+    assert left["kept"] == [], (sig, left)
+    if sig == signal.SIGTERM:
+      assert left["temp_dirs"] == [], "an interrupted export must remove its temporary dir"
+  assert len(killed.after_kill[signal.SIGKILL]["temp_dirs"]) == 1  # The next run cleans it up.
+
+  done = killed.recovery
   assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
   assert "removed 1 temporary file(s) left by an interrupted run" in done.stdout
-  assert "[1/1] google/imagenet/nasnet_mobile/feature_vector/5: exported and verified" \
-      in done.stdout
-  assert (handle / "5" / "saved_model.pb").is_file() and (handle / ".5.stamp.json").is_file()
-  assert leftovers(exports) == []
-  # Exported alone, it is byte for byte what the session tree's model run wrote among
-  # all of nasnet_mobile's releases.
-  assert_same_bytes(handle / "5",
-                    nasnet_mobile_tree.export_dir / "google/imagenet/nasnet_mobile/feature_vector/5")
+  for i, release in enumerate(KILLED_RELEASES, 1):
+    assert f"[{i}/{len(KILLED_RELEASES)}] {release.handle_with_version}: exported and " \
+           f"verified" in done.stdout
+    assert (export_tree.export_path(killed.exports, release) / "saved_model.pb").is_file()
+    assert export_tree.stamp_path(killed.exports, release).is_file()
+  assert _temp_dirs(killed.handle) == [] and leftovers(killed.exports) == []
+  # Equal to an uninterrupted run: byte for byte what the session tree's model run wrote
+  # among all of nasnet_mobile's releases.
+  for release in KILLED_RELEASES:
+    assert_same_bytes(export_tree.export_path(killed.exports, release),
+                      export_tree.export_path(nasnet_mobile_tree.export_dir, release))
 
 
 def file_hashes(directory: pathlib.Path) -> dict[str, str]:
@@ -489,17 +624,13 @@ def assert_same_bytes(export: pathlib.Path, other: pathlib.Path) -> None:
 
 
 @pytest.mark.slow
-def test_release_bytes_do_not_depend_on_the_plan(nasnet_mobile_tree, tmp_path):
-  """Another filter (two releases, one per format, in one model run, in process) writes the
-  same bytes as the session tree's run of all eight in a worker process."""
-  cfg = export_tree.ExportAllConfig(
-      checkpoint_dir=str(nasnet_mobile_tree.checkpoint_dir), export_dir=str(tmp_path / "exports"),
-      models=("nasnet_mobile",), module_types=("classification",), versions=(3, 5),
-      in_process=True, heartbeat_s=0, tfjs=False)
-  result, _ = run(cfg)
-  assert statuses(result) == ["exported", "exported"]
-  for release in nasnet_mobile_releases(module_types=["classification"], versions=[3, 5]):
-    assert_same_bytes(export_tree.export_path(tmp_path / "exports", release),
+def test_release_bytes_do_not_depend_on_the_plan(killed_and_recovered, nasnet_mobile_tree):
+  """Another plan (two releases, one per format, in one model run, after two interrupted
+  runs) writes the same bytes as the session tree's run of all eight: files and archives."""
+  assert killed_and_recovered.recovery.returncode == 0, killed_and_recovered.recovery.stderr
+  assert {r.version.format for r in KILLED_RELEASES} == {"hub", "saved_model_2"}
+  for release in KILLED_RELEASES:
+    assert_same_bytes(export_tree.export_path(killed_and_recovered.exports, release),
                       export_tree.export_path(nasnet_mobile_tree.export_dir, release))
 
 
@@ -624,8 +755,11 @@ DEPLOYMENTS = registry.default().tfjs_deployments(models=["nasnet_mobile"])
 
 
 def tfjs_config(tmp_path, monkeypatch, **kw):
+  from exporters.formats import tfjs
   from tests.trees import fake_tfjs_converter
   monkeypatch.setenv("FAKE_TFJS_LOG", str(tmp_path / "conversions.log"))
+  # The fake converter's output is no graph model: no TF.js runtime to verify it in.
+  monkeypatch.setattr(tfjs, "RUNTIME_DIR", str(tmp_path / "no_tfjs_runtime"))
   return config(tmp_path, tfjs=True, tfjs_converter=str(fake_tfjs_converter(tmp_path / "bin")),
                 **kw)
 
@@ -664,7 +798,7 @@ def test_deployments_follow_their_parents_with_stamps_and_cards(tmp_path, fake_c
   assert result.cards_written == total
   table = export_tree.format_table(result.rows).splitlines()
   assert table[2 + NUM_RELEASES].split()[:3] == [DEPLOYMENTS[0].handle_dir, "1", "tfjs"]
-  assert table[2 + NUM_RELEASES].endswith("converted")
+  assert table[2 + NUM_RELEASES].endswith("converted, not verified")
 
   again, output = run(cfg)  # Reads stamps; starts no converter.
   assert statuses(again) == ["up to date"] * total and conversions(tmp_path) == []

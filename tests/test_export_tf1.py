@@ -1,7 +1,9 @@
 """The TF1 Hub format exporter (versions 1-3): layout, strictness, and hub.load in TF 2.21.
 
 The real hub.Module checks are in test_compat_hub_module.py; both share the
-session exports of conftest.release_export (nasnet_mobile, seed-0 checkpoint).
+session exports of conftest.release_export (nasnet_mobile from the seed-0
+checkpoint, the seed of its golden; the large models, marked slow, from the
+seeds of theirs: conftest.GOLDEN_SEEDS).
 """
 import os
 import shutil
@@ -17,7 +19,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 import registry
 from exporters.formats import hub_module
 from exporters.errors import ExportError
-from tests.conftest import REPO
+from tests.conftest import LARGE_MODEL_RELEASES, REPO, golden_releases
 
 FAST_MODEL = "nasnet_mobile"
 RELEASES = [r for r in registry.default().releases(models=[FAST_MODEL])
@@ -191,10 +193,10 @@ def test_batch_norm_momentum_input_defaults_to_the_registry_value(release, tf1_e
 
 
 @pytest.mark.parametrize("release", RELEASES, ids=IDS)
-def test_variables_are_the_checkpoint_values_bitwise(release, tf1_export, ckpt_factory):
+def test_variables_are_the_checkpoint_values_bitwise(release, tf1_export):
   export_dir = tf1_export(release).export_dir
   exported = tf.train.load_checkpoint(os.path.join(export_dir, "variables", "variables"))
-  original = tf.train.load_checkpoint(str(ckpt_factory(release.model.name)))
+  original = tf.train.load_checkpoint(tf1_export(release).checkpoint_path)
   names = set(exported.get_variable_to_shape_map())
   expected = {n for n in original.get_variable_to_shape_map()
               if n != "global_step" and not n.startswith("aux_")}
@@ -205,9 +207,13 @@ def test_variables_are_the_checkpoint_values_bitwise(release, tf1_export, ckpt_f
     assert exported.get_tensor(name).tobytes() == original.get_tensor(name).tobytes(), name
 
 
-@pytest.mark.parametrize("release", RELEASES, ids=IDS)
-def test_hub_load_reproduces_the_golden_outputs(release, tf1_export, golden_nasnet_mobile):
+def test_hub_load_reproduces_the_golden_outputs(tf1_export, golden_nasnet_mobile):
+  """hub.load in TF 2.21, once for the format (the newest version, whose signatures cover
+  both outputs; tests/test_serve.py loads the classification one through the server). Every
+  other TF1 release is checked by the same graph rules at export time, and by the real
+  hub.Module in tests/test_compat_hub_module.py."""
   import tensorflow_hub as hub
+  release = _release("feature_vector", 3)
   export_dir = tf1_export(release).export_dir
   golden = golden_nasnet_mobile
   images = tf.constant(golden["images"])
@@ -272,14 +278,27 @@ def test_verify_refuses_what_hub_module_cannot_use(corrupt, message, tf1_export,
     hub_module.verify(release, export_dir, checkpoint=None, reference=None, log=print)
 
 
+# The large models' TF1 releases (conftest.LARGE_MODEL_RELEASES): large graphs with path
+# dropout. pnasnet_large's version 2 is the one only it has; nasnet_large's version 3 has the
+# *_with_bn_hparams signatures.
+LARGE_RELEASES = [r for model in LARGE_MODEL_RELEASES for r in golden_releases(model, "hub")]
+
+
 @pytest.mark.slow
-def test_large_model_export_verifies_itself(tf1_export):
-  """pnasnet_large's version 2 (only it has one): a large graph with path dropout."""
-  release = registry.default().release("pnasnet_large", "classification", 2)
+@pytest.mark.parametrize("release", LARGE_RELEASES, ids=release_id)
+def test_large_model_export_verifies_itself(release, tf1_export):
   result = tf1_export(release)
   report = result.verification
   assert report["signatures"] == [s.name for s in hub_module.signatures(release)]
+  assert set(report["max_abs_diff"]) == set(report["signatures"])
   assert max(report["max_abs_diff"].values()) <= TOLERANCE
   assert report["train_features_max_abs_diff"] is None  # Path dropout makes it random.
+  assert report["fine_tuning"]["update_ops"] > 0
   assert "global_step" in result.unused_variables
   assert os.path.isfile(os.path.join(result.export_dir, "tfhub_module.pb"))
+
+
+def test_the_large_tf1_releases_include_version_2_and_the_bn_hparams_signatures():
+  assert ("pnasnet_large", 2) in {(r.model.name, r.version.number) for r in LARGE_RELEASES}
+  assert {r.model.name for r in LARGE_RELEASES if r.version.bn_hparams_signatures} >= {
+      "nasnet_large"}

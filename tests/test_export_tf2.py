@@ -4,7 +4,8 @@ Every export here is the session's (conftest.release_export): made by the
 real model run, so it has also verified itself against the Slim graph.
 nasnet_mobile's (both module types of version 4, one of version 5) are the
 acceptance tests against ../shared/golden; the large models (marked slow)
-export and reload once each.
+export and reload once each (their golden checks, like every model's, are
+in tests/test_goldens.py).
 """
 from __future__ import annotations
 
@@ -282,7 +283,9 @@ def test_gradients_under_a_persistent_tape_can_be_taken_twice(exports, golden_na
   np.testing.assert_allclose(to_conv.numpy(), to_all[1].numpy(), rtol=0, atol=1e-3 * scale)
 
 
-# The large models: one export each, reloaded for one forward pass.
+# The large models (and pnasnet_mobile): one export each from the checkpoint seed of its
+# golden, reloaded once (conftest.keras_layer_run, whose outputs tests/test_goldens.py
+# compares with the golden).
 
 LARGE_RELEASES = [newest(m, "classification", serving_signature=True)
                   for m in sorted({r.model.name for r in saved_model_releases()} - {FAST_MODEL})]
@@ -290,12 +293,8 @@ LARGE_RELEASES = [newest(m, "classification", serving_signature=True)
 
 @pytest.mark.slow
 @pytest.mark.parametrize("release", LARGE_RELEASES, ids=release_id)
-def test_large_model_exports_and_reloads(exports, release):
-  import tensorflow as tf
-  import tensorflow_hub as hub
-  from exporters.pipeline import slim_graph
+def test_large_model_exports_and_reloads(exports, keras_layer_run, release):
   result, _ = exports(release)
   assert result.verification["inference_max_abs_diff"] <= 1e-4
-  loaded = hub.load(result.export_dir)
-  outputs = loaded(tf.constant(slim_graph.probe_images(release.model, batch_size=1))).numpy()
-  assert outputs.shape == (1, output_size(release)) and np.all(np.isfinite(outputs))
+  outputs = keras_layer_run(release).outputs  # hub.load of the export, on three images.
+  assert outputs.shape == (3, output_size(release)) and np.all(np.isfinite(outputs))

@@ -2,11 +2,13 @@
 
 The converter is the official one (`tensorflowjs_converter --input_format=tf_hub`
 in `.venv-tfjs`, `make tfjs-env`); the runtime is @tensorflow/tfjs-core +
-tfjs-converter with the pure-JS CPU backend (tests/tfjs_runtime, `make
-tfjs-runtime`), loading the model over HTTP on 127.0.0.1 with
-`{fromTFHub: true}`. The deployments are the registry's ([tfjs]); export-all
-converts them from the session's nasnet_mobile exports, publish writes them and
-the project's own serve answers the runtime's requests.
+tfjs-converter with the WebAssembly backend (exporters/tfjs_runtime, `make
+tfjs-runtime`; the backend export-all verifies each deployment with, about ten
+times faster here than the pure-JS CPU one). The deployments are the
+registry's ([tfjs]); export-all converts them from the session's nasnet_mobile
+exports and verifies each against the Slim reference in the runtime (read
+from disk), publish writes them, and the runtime loads each over HTTP on
+127.0.0.1 with `{fromTFHub: true}` from the project's own serve.
 """
 import dataclasses
 import hashlib
@@ -33,8 +35,8 @@ from tests.conftest import REPO, require_shared
 
 pytestmark = pytest.mark.tfjs
 
-RUNTIME = REPO / "tests" / "tfjs_runtime"
-RUN_SCRIPT = RUNTIME / "run_graph_model.js"
+RUNTIME = REPO / "exporters" / "tfjs_runtime"
+BACKEND = "wasm"  # The fast one here: export-all's (tfjs.BACKEND).
 TOLERANCE = 1e-4
 # Every TF.js deployment the registry lists ([tfjs]): nasnet_mobile, both module types,
 # versions 1 and 3.
@@ -49,9 +51,9 @@ def _node() -> str:
   node = shutil.which("node")
   if node is None or shutil.which("npm") is None:
     pytest.skip("node/npm are absent: the TF.js runtime tests need Node.js 20 and npm")
-  if not (RUNTIME / "node_modules" / "@tensorflow" / "tfjs-converter").is_dir():
-    pytest.fail(f"{RUNTIME}/node_modules is missing: install the TF.js runtime with "
-                f"`make tfjs-runtime`", pytrace=False)
+  problem = tfjs.runtime_problem(str(RUNTIME))
+  if problem:
+    pytest.fail(problem, pytrace=False)
   return node
 
 
@@ -116,21 +118,6 @@ def converted(hub):
   return found
 
 
-def run_in_tfjs(node, model_url, images, tmp_path) -> dict:
-  """Loads model_url with fromTFHub in the TF.js runtime, runs `images`; the report."""
-  images_path = tmp_path / "images.f32"
-  images_path.write_bytes(np.ascontiguousarray(images, dtype="<f4").tobytes())
-  spec = tmp_path / "spec.json"
-  spec.write_text(json.dumps({"model_url": model_url, "from_tfhub": True, "batch": 1,
-                              "inputs": {"path": str(images_path),
-                                         "shape": list(images.shape)}}))
-  out = tmp_path / "out.json"
-  result = subprocess.run([node, str(RUN_SCRIPT), str(spec), str(out)], cwd=RUNTIME,
-                          capture_output=True, text=True, timeout=900)
-  assert result.returncode == 0, result.stderr[-4000:]
-  return json.loads(out.read_text())
-
-
 def test_registry_lists_the_four_published_deployments():
   assert [d.handle for d in DEPLOYMENTS] == [
       f"google/tfjs-model/imagenet/nasnet_mobile/{t}/{v}/default/1"
@@ -176,15 +163,17 @@ def test_published_with_card_and_manifest(deployment, hub, converted):
 
 @pytest.mark.parametrize("deployment", DEPLOYMENTS, ids=IDS)
 def test_tfjs_runtime_reproduces_the_golden_outputs_from_serve(deployment, hub, converted,
-                                                               golden_nasnet_mobile, tmp_path):
-  node = _node()
+                                                               golden_nasnet_mobile):
+  _node()
   release = deployment.parent
   model = converted[IDS[DEPLOYMENTS.index(deployment)]]
   golden = golden_nasnet_mobile
   del hub.requests[:]
-  report = run_in_tfjs(node, f"{hub.url}/{deployment.handle}", golden["images"], tmp_path)
-  assert report["backend"] == "cpu"
-  assert report["tfjs_core"] == report["tfjs_converter"] == "4.22.0"
+  report = tfjs.run_graph_model(f"{hub.url}/{deployment.handle}", golden["images"],
+                                backend=BACKEND, from_tfhub=True, batch=1,
+                                runtime_dir=str(RUNTIME))
+  assert report.backend == BACKEND
+  assert report.tfjs_core == report.tfjs_converter == "4.22.0"
   # What tf.loadGraphModel(handle, {fromTFHub: true}) asks the project's serve for:
   # model.json first, then each weight shard once, relative to it, with the same query.
   # The shards are fetched concurrently, so the order they arrive in varies.
@@ -192,12 +181,163 @@ def test_tfjs_runtime_reproduces_the_golden_outputs_from_serve(deployment, hub, 
                            for name in model.files]
   assert hub.requests[0] == model_json
   assert sorted(hub.requests[1:]) == sorted(shards)
-  [output] = report["outputs"].values()
+  [got] = report.outputs.values()
   expected = golden[GOLDEN_KEY[release.module_type]]
-  assert output["shape"] == list(expected.shape)
-  got = np.array(output["data"], dtype=np.float32).reshape(expected.shape)
+  assert got.shape == expected.shape
   worst = float(np.max(np.abs(got - expected)))
   assert worst <= TOLERANCE, f"max abs difference {worst} > {TOLERANCE}"
+
+
+def test_export_all_verified_each_deployment_in_the_runtime(hub):
+  """export-all ran each converted deployment in the TF.js runtime (wasm) on the probe images
+  and compared it with the Slim reference before putting it in place; the stamp says so."""
+  _node()
+  for deployment in DEPLOYMENTS:
+    stamp = export_tree.read_stamp(layout.deployment_stamp_path(hub.export_dir, deployment))
+    verification = stamp.export["verification"]
+    assert verification["verified"] is True, verification
+    assert (verification["backend"], verification["runtime"]) == (BACKEND, "tfjs 4.22.0")
+    assert verification["images"] == 2 and verification["tolerance"] == TOLERANCE
+    assert 0 <= verification["max_abs_diff"] <= TOLERANCE
+    output = GOLDEN_KEY[deployment.parent.module_type]
+    assert verification["reference"] == f"the Slim reference's {output} on the probe images"
+    assert (f"{deployment.handle}: converted and verified (tfjs {BACKEND}, max abs diff "
+            in hub.export_output)
+
+
+COPYING_CONVERTER = """#!{python}
+# Stands in for tensorflowjs_converter: writes a copy of an already converted graph model.
+import shutil, sys
+shutil.copytree({source!r}, sys.argv[-1])
+"""
+
+
+def _copying_converter(folder: pathlib.Path, source: pathlib.Path) -> pathlib.Path:
+  folder.mkdir(parents=True)
+  path = folder / "copying_converter"
+  path.write_text(COPYING_CONVERTER.format(python=sys.executable, source=str(source)))
+  path.chmod(0o755)
+  return path
+
+
+def _tree_without(hub, deployment, exports: pathlib.Path) -> pathlib.Path:
+  """A copy of the session's converted tree without `deployment` (its folder and stamp)."""
+  shutil.copytree(hub.export_dir, exports, copy_function=os.link)
+  shutil.rmtree(layout.deployment_path(exports, deployment))
+  layout.deployment_stamp_path(exports, deployment).unlink()
+  return exports
+
+
+def _one_deployment_config(nasnet_mobile_tree, exports, deployment, converter):
+  release = deployment.parent
+  return export_tree.ExportAllConfig(
+      checkpoint_dir=str(nasnet_mobile_tree.checkpoint_dir), export_dir=str(exports),
+      models=("nasnet_mobile",), module_types=(release.module_type,),
+      versions=(release.version.number,), mirror="", in_process=True, heartbeat_s=0,
+      tfjs_converter=str(converter))
+
+
+def _perturb_largest_weight(model_dir: pathlib.Path, factor: float) -> str:
+  """Scales the largest float32 weight of a graph model in place; returns its name."""
+  spec = json.loads((model_dir / "model.json").read_text())
+  [group] = spec["weightsManifest"]
+  shards = [model_dir / p for p in group["paths"]]
+  data = bytearray(b"".join(p.read_bytes() for p in shards))
+  offset, largest = 0, None
+  for weight in group["weights"]:
+    assert weight["dtype"] in ("float32", "int32") and "quantization" not in weight
+    size = 4 * int(np.prod(weight["shape"], dtype=np.int64))
+    if weight["dtype"] == "float32" and (largest is None or size > largest[2]):
+      largest = (weight["name"], offset, size)
+    offset += size
+  assert offset == len(data)
+  name, start, size = largest
+  values = np.frombuffer(bytes(data[start:start + size]), dtype="<f4") * np.float32(factor)
+  data[start:start + size] = values.astype("<f4").tobytes()
+  for path in shards:
+    size = path.stat().st_size
+    path.write_bytes(bytes(data[:size]))
+    del data[:size]
+  return name
+
+
+def test_export_time_verification_rejects_perturbed_weights_and_leaves_nothing(
+    hub, nasnet_mobile_tree, tmp_path):
+  """A deployment whose weights differ from the checkpoint's (here: the converter's output
+  with one weight scaled) fails its verification in one line and is not put in place."""
+  _node()
+  deployment = DEPLOYMENTS[0]
+  perturbed = tmp_path / "perturbed"
+  shutil.copytree(layout.deployment_path(hub.export_dir, deployment), perturbed)
+  _perturb_largest_weight(perturbed, factor=1.5)
+  exports = _tree_without(hub, deployment, tmp_path / "exports")
+  lines = []
+  with pytest.raises(ExportError) as e:
+    export_tree.run(_one_deployment_config(
+        nasnet_mobile_tree, exports, deployment,
+        _copying_converter(tmp_path / "bin", perturbed)), log=lines.append)
+  [row] = [r for r in e.value.result.rows if r.format == "tfjs"]
+  assert row.status == "failed"
+  assert row.error.startswith(f"{deployment.handle} logits (TF.js {BACKEND}): differs from "
+                              f"the reference by "), row.error
+  assert row.error.endswith(f"(tolerance {TOLERANCE})") and "\n" not in row.error
+  assert not layout.deployment_path(exports, deployment).exists()
+  assert not layout.deployment_stamp_path(exports, deployment).exists()
+  assert list(exports.rglob(".tmp-*")) == [] and list(exports.rglob(".old-*")) == []
+
+
+def test_verification_rejects_the_wrong_output_in_one_line(converted, tmp_path):
+  """The runtime's output against a reference of another shape, and a non-finite one."""
+  _node()
+  model = converted[IDS[0]]  # classification: logits [2, 1001]
+  images = np.zeros((2, 224, 224, 3), np.float32)
+  release = DEPLOYMENTS[0].parent
+  with pytest.raises(ExportError) as e:
+    tfjs.verify_release_deployment(model.output_dir, release,
+                                   {"logits": np.zeros((2, 1056), np.float32)}, "wrong")
+  assert str(e.value) == (f"wrong logits (TF.js {BACKEND}): the artifact gives shape "
+                          f"[2, 1001], the reference [2, 1056]")
+  nan = tmp_path / "nan"
+  shutil.copytree(model.output_dir, nan)
+  _perturb_largest_weight(nan, factor=float("nan"))
+  with pytest.raises(ExportError, match=r"^non-finite values in wrong logits \(TF.js wasm\): "
+                                        r"NaN in the artifact's output$"):
+    tfjs.verify_in_runtime(str(nan), images, np.zeros((2, 1001), np.float32), "wrong logits")
+
+
+def test_a_missing_runtime_converts_without_verifying_until_it_is_there(
+    hub, nasnet_mobile_tree, tmp_path, monkeypatch):
+  deployment = DEPLOYMENTS[2]  # feature_vector, version 1.
+  exports = _tree_without(hub, deployment, tmp_path / "exports")
+  cfg = _one_deployment_config(nasnet_mobile_tree, exports, deployment, _copying_converter(
+      tmp_path / "bin", layout.deployment_path(hub.export_dir, deployment)))
+  absent = tmp_path / "no_runtime"
+  reason = f"the TF.js runtime is not installed in {absent} (install it with `make tfjs-runtime`)"
+  monkeypatch.setattr(tfjs, "RUNTIME_DIR", str(absent))
+  lines = []
+  result = export_tree.run(cfg, log=lines.append)
+  assert [r.status for r in result.rows] == ["up to date", "exported"]
+  assert any(line.startswith(f"[2/2] {deployment.handle}: converted in ")
+             and line.split(" … ")[0].endswith(f", not verified: {reason}")
+             for line in lines), lines
+  stamp_file = layout.deployment_stamp_path(exports, deployment)
+  assert export_tree.read_stamp(stamp_file).export["verification"] == {
+      "verified": False, "reason": reason}
+  # Still without the runtime, it is up to date: converting again would verify nothing.
+  assert [r.status for r in export_tree.run(cfg, log=lambda _: None).rows] == ["up to date"] * 2
+  # No node on PATH is a reason too.
+  with monkeypatch.context() as m:
+    m.setenv("PATH", str(tmp_path / "bin"))
+    assert tfjs.runtime_problem() == "`node` is not on PATH (the TF.js runtime needs Node.js 20)"
+  # The runtime is back: the next run verifies it (converting it again, the same bytes).
+  monkeypatch.setattr(tfjs, "RUNTIME_DIR", str(RUNTIME))
+  _node()
+  lines = []
+  result = export_tree.run(cfg, log=lines.append)
+  assert [r.status for r in result.rows] == ["up to date", "exported"]
+  assert any(f"{deployment.handle}: converted and verified (tfjs {BACKEND}, max abs diff " in line
+             for line in lines), lines
+  assert export_tree.read_stamp(stamp_file).export["verification"]["verified"] is True
 
 
 def test_a_second_export_all_converts_nothing(hub, nasnet_mobile_tree):

@@ -7,6 +7,7 @@ provide them.
 from __future__ import annotations
 
 import dataclasses
+import os
 import pathlib
 import sys
 from typing import Callable
@@ -23,6 +24,9 @@ DEFAULT_EXPORTER = "exporters.pipeline:export_model"
 MEMORY_GB = {"nasnet_mobile": 2.0, "nasnet_large": 6.0, "pnasnet_large": 6.0}
 DEFAULT_MEMORY_GB = 8.0
 MEMORY_MARGIN = 1.2
+# The share of the memory available at the start that the model runs may use at
+# once, when no --memory_budget_gb is given.
+MEMORY_BUDGET_SHARE = 0.8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,8 +36,8 @@ class ExportAllConfig:
   models: tuple[str, ...] = ()
   module_types: tuple[str, ...] = ()
   versions: tuple[int, ...] = ()
-  jobs: int = 1
-  memory_budget_gb: float = 0.0  # 0: 80% of the memory available at the start.
+  jobs: int | None = None  # Model runs at once; None: choose_jobs decides from the machine.
+  memory_budget_gb: float = 0.0  # 0: MEMORY_BUDGET_SHARE of the memory available at the start.
   mirror: str | None = None  # Checkpoint archive mirror; None: $CHECKPOINT_MIRROR.
   lock_file: str | None = None  # Pinned archive hashes; None: checkpoints.fetch_lib's default.
   force: bool = False  # Export again even what is up to date.
@@ -181,3 +185,77 @@ def memory_gb(config: ExportAllConfig, release: registry_lib.Release) -> float:
   if measured:
     return MEMORY_MARGIN * max(measured) / 1024
   return MEMORY_GB.get(release.model.name, DEFAULT_MEMORY_GB)
+
+
+# ---- How many model runs at once.
+
+def usable_cores() -> int:
+  """The CPU cores this process may run on (its affinity mask, which containers narrow)."""
+  try:
+    return len(os.sched_getaffinity(0))
+  except (AttributeError, OSError):  # Not Linux.
+    return os.cpu_count() or 1
+
+
+def available_memory_gb() -> float:
+  """MemAvailable of /proc/meminfo: what can be allocated now without swapping, in GB."""
+  try:
+    with open("/proc/meminfo") as f:
+      for line in f:
+        name, _, value = line.partition(":")
+        if name == "MemAvailable":
+          return int(value.split()[0]) * 1024 / 2**30  # In kB.
+  except (OSError, ValueError, IndexError):
+    pass
+  try:  # Not Linux (psutil reads MemAvailable itself where there is one).
+    import psutil
+    return psutil.virtual_memory().available / 2**30
+  except ImportError:
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
+
+
+def default_memory_budget_gb() -> float:
+  """--memory_budget_gb's default: MEMORY_BUDGET_SHARE of the memory available now."""
+  return MEMORY_BUDGET_SHARE * available_memory_gb()
+
+
+@dataclasses.dataclass(frozen=True)
+class JobsChoice:
+  """How many model runs go at once, within which memory budget, and why."""
+  jobs: int
+  memory_budget_gb: float
+  chosen: bool  # False: --jobs was given.
+  cores: int = 0
+  fit: int = 0  # How many of the largest model runs' estimates fit in the budget together.
+  available_gb: float | None = None  # Read when the budget is the default.
+
+  def describe(self) -> str:
+    """What the run's first progress line says of the choice, e.g. "--jobs=2 (2 core(s),
+    21.3 GB available: budget 17.0 GB fits 2 of these model runs at once; pass --jobs to
+    choose)"."""
+    memory = (f"{self.available_gb:.1f} GB available: budget {self.memory_budget_gb:.1f} GB"
+              if self.available_gb is not None
+              else f"--memory_budget_gb={self.memory_budget_gb:g}")
+    return (f"--jobs={self.jobs} ({self.cores} core(s), {memory} fits {self.fit} of these "
+            f"model runs at once; pass --jobs to choose)")
+
+
+def choose_jobs(config: ExportAllConfig, model_jobs: list[ModelJob]) -> JobsChoice:
+  """config.jobs if given; else as many model runs at once as the usable cores, the
+  model runs to do and the memory budget allow (the largest estimates counted, so that
+  any that many of them fit together), at least 1. The budget is --memory_budget_gb, else
+  MEMORY_BUDGET_SHARE of the memory available now (read once, here)."""
+  available = None if config.memory_budget_gb else available_memory_gb()
+  budget = config.memory_budget_gb or MEMORY_BUDGET_SHARE * available
+  if config.jobs is not None:
+    return JobsChoice(config.jobs, budget, chosen=False)
+  fit, in_use = 0, 0.0
+  for estimate in sorted((job.memory_gb for job in model_jobs), reverse=True):
+    in_use += estimate
+    if in_use > budget:
+      break
+    fit += 1
+  cores = usable_cores()
+  jobs = max(1, min(cores, len(model_jobs), fit))
+  return JobsChoice(jobs, budget, chosen=True, cores=cores, fit=fit,
+                    available_gb=available)

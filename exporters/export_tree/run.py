@@ -14,7 +14,9 @@ A run goes through these steps, so that bad input stops it before any work:
      group the others by model and run one model job per model
      (exporters.pipeline.export_model: one checkpoint read, one construction
      per mode and format family, every release derived from it), in worker
-     processes within the memory budget (exporters.export_tree.workers);
+     processes, up to --jobs at once (by default as many as the machine's
+     cores and memory allow: plan.choose_jobs) within the memory budget
+     (exporters.export_tree.workers);
      stamp each release as soon as it is verified and in place;
   6. convert the TF.js deployments ([tfjs] in the registry) of the planned
      releases whose parents are in place (exporters.export_tree.deployments;
@@ -56,6 +58,7 @@ class Row:
   error: str = ""
   model: str = ""
   checkpoint_provenance: str = ""
+  verification: dict | None = None  # A deployment's check in its client (its stamp's record).
 
 
 @dataclasses.dataclass
@@ -107,7 +110,7 @@ def run(config: ExportAllConfig, log: Callable[[str], None] = print,
   The error is raised after every export was tried; `ExportError.result`
   then holds the rows for the table.
   """
-  if config.jobs < 1:
+  if config.jobs is not None and config.jobs < 1:
     raise ExportError(f"--jobs must be at least 1, not {config.jobs}")
   workers.clear_interrupt()
   reg = reg or registry_lib.default()
@@ -129,6 +132,12 @@ def run(config: ExportAllConfig, log: Callable[[str], None] = print,
     deployments_lib.check_converter(config, deployment_jobs)
     todo = [j for j in jobs if not j.up_to_date]
     conversions = [d for d in deployment_jobs if not d.up_to_date]
+    if todo:  # The first progress line: the work, and how many model runs go at once.
+      choice = plan_lib.choose_jobs(config, model_jobs)
+      config = dataclasses.replace(config, jobs=choice.jobs,
+                                   memory_budget_gb=choice.memory_budget_gb)
+      log(f"{len(todo)} of {len(jobs)} export(s) to do in {len(model_jobs)} model run(s)"
+          + _jobs_text(config, choice, len(model_jobs)))
     for job in [*jobs, *deployment_jobs]:
       if job.up_to_date:
         if todo or conversions:  # Nothing to do is said in one line at the end.
@@ -138,7 +147,8 @@ def run(config: ExportAllConfig, log: Callable[[str], None] = print,
           rows[job.index] = _row(job, "up to date", verified=True,
                                  size=layout.directory_size(job.export_dir))
         else:
-          rows[job.index] = _deployment_row(job, "up to date")
+          rows[job.index] = _deployment_row(
+              job, "up to date", verification=job.stamp.export.get("verification"))
 
     def done(job: ReleaseJob, report: workers.ReleaseReport) -> None:
       error = report.error
@@ -160,9 +170,6 @@ def run(config: ExportAllConfig, log: Callable[[str], None] = print,
                                size=layout.directory_size(job.export_dir))
 
     if todo:
-      log(f"{len(todo)} of {len(jobs)} export(s) to do in {len(model_jobs)} model run(s)"
-          + (f", up to {config.jobs} at a time" if config.jobs > 1 and len(model_jobs) > 1
-             else ""))
       with progress:
         if config.in_process:
           workers.run_in_process(model_jobs, config, progress, done)
@@ -177,7 +184,8 @@ def run(config: ExportAllConfig, log: Callable[[str], None] = print,
         progress.say(f"{job.label}: {deployments_lib.outcome_text(converted)} … elapsed "
                      f"{progress.elapsed()}")
         rows[job.index] = _deployment_row(job, "failed" if converted.error else "exported",
-                                          seconds=converted.seconds, error=converted.error)
+                                          seconds=converted.seconds, error=converted.error,
+                                          verification=converted.verification)
     todo = todo + conversions
     jobs = [*jobs, *deployment_jobs]
     cards_written = 0
@@ -206,6 +214,15 @@ def run(config: ExportAllConfig, log: Callable[[str], None] = print,
     error.result = result
     raise error
   return result
+
+
+def _jobs_text(config: ExportAllConfig, choice: plan_lib.JobsChoice, model_runs: int) -> str:
+  """How many model runs go at once: the choice and its reasons when --jobs was not given."""
+  if config.in_process:
+    return ""  # One after another in this process.
+  if choice.chosen:
+    return ", " + choice.describe()
+  return f", up to {choice.jobs} at a time" if choice.jobs > 1 and model_runs > 1 else ""
 
 
 def _error_text(e: BaseException) -> str:
@@ -261,8 +278,7 @@ def format_table(rows: list[Row]) -> str:
   for r in rows:
     verified = {"exported": "yes", "up to date": "yes (up to date)"}.get(r.status, "FAILED")
     if r.format == deployments_lib.FORMAT and r.status != "failed":
-      # Converted from a verified parent; the TF.js runtime test (tests/test_tfjs.py) runs it.
-      verified = verified.replace("yes", "converted")
+      verified = deployments_lib.table_text(r.status, r.verification)
     lines.append((r.handle, str(r.version), r.format,
                   _size(r.size) if r.size is not None else "-",
                   f"{r.seconds:.1f}" if r.seconds is not None and r.status != "up to date"

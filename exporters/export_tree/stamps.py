@@ -15,8 +15,8 @@ recorded provenance is no longer true instead of exporting them again.
 
 The code version covers whole packages: every Python file of the packages
 an export runs (`EXPORT_CODE_PACKAGES`: the model run, the format writers,
-the compat shims, the graph builders, the registry, and the checkpoint
-reading and matching rules), plus the versions of the libraries that write
+the verification rules, the compat shims, the graph builders, the registry,
+and the checkpoint reading and matching rules), plus the versions of the libraries that write
 the bytes. The CLIs, export_all itself, cards, publishing and serving are
 other packages, so changing them re-exports nothing.
 """
@@ -37,13 +37,19 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 DISTRIBUTION = "nasnet-hub-toolchain"
 STAMP_FORMAT = 3  # 3 added checkpoint_provenance; a format-2 stamp is read with it unknown.
 UNKNOWN_PROVENANCE = "unknown"  # A format-2 stamp; publish_lib says the same.
-EXPORT_CODE_PACKAGES = ("exporters/pipeline", "exporters/formats", "exporters/compat",
-                        "slim_nets", "registry", "checkpoints")
+EXPORT_CODE_PACKAGES = ("exporters/pipeline", "exporters/formats", "exporters/verification",
+                        "exporters/compat", "slim_nets", "registry", "checkpoints")
 EXPORT_LIBRARIES = ("tensorflow", "tensorflow-cpu", "tf-keras", "tf-slim", "tensorflow-hub")
 # The TF.js converter step is not part of any release's export: its own code and
 # its environment's pins make the TF.js deployments' stamps (`tfjs_fingerprint`).
 TFJS_SOURCES = ("exporters/formats/tfjs.py", "requirements-tfjs.txt",
                 "requirements-tfjs-nodeps.txt", "constraints-tfjs.txt")
+# The TF.js runtime each deployment is verified in at export time (its pinned npm
+# tree and the script that runs a model): a change verifies every deployment again.
+# (The verification rules, exporters/verification, are release code: a change to
+# them re-exports the parents, which makes their deployments stale too.)
+TFJS_RUNTIME_SOURCES = ("exporters/tfjs_runtime/package-lock.json",
+                        "exporters/tfjs_runtime/run_graph_model.js")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,10 +136,11 @@ def code_fingerprint() -> dict:
 
 @functools.lru_cache(maxsize=None)
 def tfjs_fingerprint() -> dict:
-  """What identifies a TF.js conversion: the converter step's code and its environment's
-  pins (constraints-tfjs.txt pins the whole tree; reading them needs no process)."""
+  """What identifies a TF.js conversion and its verification: the converter step's code,
+  its environment's pins (constraints-tfjs.txt pins the whole tree) and the TF.js
+  runtime's lock file and script; reading them needs no process."""
   h = hashlib.sha256()
-  for name in TFJS_SOURCES:
+  for name in (*TFJS_SOURCES, *TFJS_RUNTIME_SOURCES):
     h.update(name.encode() + b"\0" + (REPO_ROOT / name).read_bytes() + b"\0")
   return {"toolchain_version": toolchain_version(), "sources_sha256": h.hexdigest()}
 

@@ -6,8 +6,8 @@ A worker runs one model (`exporters.pipeline.export_model`, or the configured
 exporter) and reports each release as soon as it is verified and in place,
 one JSON line per release in its results file, so the parent stamps each
 release at once: a run stopped midway keeps what was finished. Up to
-`--jobs` models run at once, started while the running ones' memory
-estimates fit the budget.
+`--jobs` models run at once (plan.choose_jobs), started while the running
+ones' memory estimates fit the budget.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ import time
 from typing import Callable
 
 from exporters import cli
-from exporters.export_tree import stamps
+from exporters.export_tree import plan as plan_lib, stamps
 from exporters.export_tree.plan import ExportAllConfig, ModelJob, ReleaseJob
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -191,7 +191,7 @@ def run_in_workers(jobs: list[ModelJob], config: ExportAllConfig, progress,
                    done: ReleaseDone) -> None:
   """One fresh process per model, up to `config.jobs` at once, started while the
   estimated memory in use fits the budget."""
-  budget = config.memory_budget_gb or default_memory_budget_gb()
+  budget = config.memory_budget_gb or plan_lib.default_memory_budget_gb()
   pending = list(jobs)
   running: list[_Worker] = []
   with tempfile.TemporaryDirectory(prefix="export_all-") as work:
@@ -234,15 +234,3 @@ def run_in_workers(jobs: list[ModelJob], config: ExportAllConfig, progress,
           worker.proc.kill()
           worker.proc.wait()
       raise
-
-
-def default_memory_budget_gb() -> float:
-  """80% of the memory available now."""
-  try:
-    import psutil
-    available = psutil.virtual_memory().available
-  except ImportError:
-    available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-  return 0.8 * available / 2**30
-
-

@@ -30,9 +30,21 @@ order of a node's attribute keys in model.json differs). `canonical_model_json`
 re-serializes model.json with those maps' keys sorted and everything else as
 the converter wrote it (its json.dump settings, its key order). The output is
 written into a temporary directory beside the output,
-checked (model.json parses and names exactly the weight files present) and
-only then renamed into place; an old output is replaced whole, and on any
-failure nothing is left behind.
+checked (model.json parses and names exactly the weight files present),
+given to the caller's `verify` (export-all runs it in the real TF.js runtime
+against the verification reference: `verify_in_runtime`) and only then
+renamed into place; an old output is replaced whole, and on any failure
+nothing is left behind.
+
+The TF.js runtime is the pinned npm tree in exporters/tfjs_runtime (`make
+tfjs-runtime`: tfjs-core, tfjs-converter and the WebAssembly and pure-JS CPU
+backends, 4.22.0) run by Node.js (`run_graph_model.js`, which reads the model
+from disk with fs). The export-time check uses the WebAssembly backend
+(`BACKEND`): its binaries ship inside @tensorflow/tfjs-backend-wasm, so nothing
+is downloaded; in Node it runs single-threaded with SIMD, about ten times
+faster than the pure-JS CPU backend on nasnet_mobile (README: TF.js
+deployments). `runtime_problem` says, without starting a process, why the
+runtime cannot run here (no `node`, or not installed).
 """
 from __future__ import annotations
 
@@ -43,6 +55,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from typing import Callable
 
 from exporters.errors import ExportError
 
@@ -53,6 +66,13 @@ MODEL_JSON = "model.json"
 HUB_MODULE_PB = "tfhub_module.pb"
 # The signature the published TF.js models were converted from (the converter's own default).
 SIGNATURE = "default"
+# The real TF.js runtime (`make tfjs-runtime`) and the backend export-time verification uses.
+RUNTIME_DIR = os.path.join(REPO, "exporters", "tfjs_runtime")
+RUN_SCRIPT = "run_graph_model.js"
+BACKENDS = ("wasm", "cpu")
+BACKEND = "wasm"
+RUNTIME_PACKAGES = ("@tensorflow/tfjs-core", "@tensorflow/tfjs-converter",
+                    "@tensorflow/tfjs-backend-cpu", "@tensorflow/tfjs-backend-wasm")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,12 +82,18 @@ class TfjsModel:
   files: tuple[str, ...]  # model.json first, then the weight shards in manifest order.
   converted_by: str  # model.json's "convertedBy", e.g. "TensorFlow.js Converter v4.17.0".
   generated_by: str  # model.json's "generatedBy": the converter's TensorFlow version.
-  seconds: float
+  seconds: float  # Converting and verifying.
+  verification: dict | None = None  # What `verify` returned (None: no verify given).
 
 
 def convert(parent_dir: str, output_dir: str, converter: str = CONVERTER,
-            timeout_s: float = 1800) -> TfjsModel:
-  """Converts the TF1 Hub format export `parent_dir` into a TF.js graph model at `output_dir`."""
+            timeout_s: float = 1800,
+            verify: Callable[[str], dict] | None = None) -> TfjsModel:
+  """Converts the TF1 Hub format export `parent_dir` into a TF.js graph model at `output_dir`.
+
+  `verify(model_dir)` is called on the checked model before it is moved into place; an
+  ExportError it raises leaves nothing behind (an old output stays as it was).
+  """
   _check_parent(parent_dir)
   if not os.path.isfile(converter):
     raise ExportError(f"the TF.js converter {converter} is missing; build its environment "
@@ -81,6 +107,7 @@ def convert(parent_dir: str, output_dir: str, converter: str = CONVERTER,
     _run_converter(converter, parent_dir, tmp_out, timeout_s)
     files, model = _check_output(tmp_out)
     model = _canonicalize(os.path.join(tmp_out, MODEL_JSON), model)
+    verification = verify(tmp_out) if verify is not None else None
     _move_into_place(tmp_out, output_dir)
   finally:
     if tmp_root:
@@ -88,7 +115,7 @@ def convert(parent_dir: str, output_dir: str, converter: str = CONVERTER,
     if not os.path.isdir(output_dir):
       _remove_empty(created)
   return TfjsModel(output_dir, files, model.get("convertedBy", ""),
-                   model.get("generatedBy", ""), time.monotonic() - start)
+                   model.get("generatedBy", ""), time.monotonic() - start, verification)
 
 
 def _check_parent(parent_dir: str) -> None:
@@ -144,13 +171,20 @@ def _run_converter(converter: str, parent_dir: str, out_dir: str, timeout_s: flo
   env["CUDA_VISIBLE_DEVICES"] = ""  # The converter runs on the CPU wherever it runs.
   command = [converter, "--input_format=tf_hub", f"--signature_name={SIGNATURE}",
              os.path.abspath(parent_dir), out_dir]
+  _run_tool(command, "the TF.js converter", f"converting {parent_dir!r}",
+            f"on {parent_dir!r}", timeout_s, env=env)
+
+
+def _run_tool(command: list[str], tool: str, doing: str, on: str, timeout_s: float,
+              **kwargs) -> None:
+  """Runs a tool's process; its timeout or failure is one ExportError line naming `tool`."""
   try:
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout_s)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s,
+                            **kwargs)
   except subprocess.TimeoutExpired:
-    raise ExportError(f"the TF.js converter did not finish converting {parent_dir!r} within "
-                      f"{timeout_s:.0f} s") from None
+    raise ExportError(f"{tool} did not finish {doing} within {timeout_s:.0f} s") from None
   if result.returncode != 0:
-    raise ExportError(f"the TF.js converter failed on {parent_dir!r}: "
+    raise ExportError(f"{tool} failed {on}: "
                       f"{_last_line(result.stderr) or f'exit status {result.returncode}'}")
 
 
@@ -210,3 +244,121 @@ def _move_into_place(tmp_out: str, output_dir: str) -> None:
   os.rename(tmp_out, output_dir)
   if old:
     shutil.rmtree(old, ignore_errors=True)
+
+
+# ---- The real TF.js runtime (exporters/tfjs_runtime).
+
+def runtime_problem(runtime_dir: str | None = None) -> str:
+  """"" when the TF.js runtime can run here, else why not, in one line; starts no process."""
+  runtime_dir = runtime_dir or RUNTIME_DIR
+  if shutil.which("node") is None:
+    return "`node` is not on PATH (the TF.js runtime needs Node.js 20)"
+  missing = [p for p in RUNTIME_PACKAGES
+             if not os.path.isfile(os.path.join(runtime_dir, "node_modules", p, "package.json"))]
+  if missing or not os.path.isfile(os.path.join(runtime_dir, RUN_SCRIPT)):
+    return (f"the TF.js runtime is not installed in {runtime_dir} (install it with "
+            f"`make tfjs-runtime`)")
+  return ""
+
+
+@dataclasses.dataclass(frozen=True)
+class RuntimeReport:
+  """What the TF.js runtime computed (run_graph_model.js's report)."""
+  backend: str
+  tfjs_core: str
+  tfjs_converter: str
+  output_nodes: tuple[str, ...]
+  outputs: dict  # Output node -> float32 array.
+  requests: tuple[str, ...]  # What the runtime asked a server for (served modes).
+  load_seconds: float
+  run_seconds: float
+
+
+def run_graph_model(model: str, images, backend: str = BACKEND, from_tfhub: bool = True,
+                    batch: int | None = None, runtime_dir: str | None = None,
+                    timeout_s: float = 1800, label: str | None = None) -> RuntimeReport:
+  """Runs the graph model `model` (a folder, read from disk; or an http URL, loaded with
+  `{fromTFHub: from_tfhub}`) on `images` in the TF.js runtime with `backend`; errors name it
+  `label` (default: `model`)."""
+  import numpy as np
+  runtime_dir = runtime_dir or RUNTIME_DIR
+  label = label or repr(model)
+  if backend not in BACKENDS:
+    raise ExportError(f"unknown TF.js backend {backend!r}; one of {', '.join(BACKENDS)}")
+  problem = runtime_problem(runtime_dir)
+  if problem:
+    raise ExportError(f"cannot run the TF.js runtime: {problem}")
+  images = np.ascontiguousarray(images, dtype="<f4")
+  with tempfile.TemporaryDirectory(prefix="tfjs-run-") as work:
+    images_path = os.path.join(work, "images.f32")
+    with open(images_path, "wb") as f:
+      f.write(images.tobytes())
+    spec = {"backend": backend, "batch": batch or images.shape[0],
+            "inputs": {"path": images_path, "shape": list(images.shape)}}
+    if model.startswith(("http://", "https://")):
+      spec.update(model_url=model, from_tfhub=from_tfhub)
+    else:
+      spec.update(model_dir=os.path.abspath(model))
+    spec_path, out_path = os.path.join(work, "spec.json"), os.path.join(work, "out.json")
+    with open(spec_path, "w", encoding="utf-8") as f:
+      json.dump(spec, f)
+    command = [shutil.which("node") or "node", RUN_SCRIPT, spec_path, out_path]
+    _run_tool(command, f"the TF.js runtime ({backend})", f"running {label}", f"on {label}",
+              timeout_s, cwd=runtime_dir)
+    try:
+      with open(out_path, encoding="utf-8") as f:
+        report = json.load(f)
+      outputs = {name: _decode(entry) for name, entry in report["outputs"].items()}
+      return RuntimeReport(report["backend"], report["tfjs_core"], report["tfjs_converter"],
+                           tuple(report["output_nodes"]), outputs, tuple(report["requests"]),
+                           float(report["load_seconds"]), float(report["run_seconds"]))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+      raise ExportError(f"the TF.js runtime ({backend}) wrote no usable report for "
+                        f"{label}: {e}") from None
+
+
+def _decode(entry: dict):
+  """An output of run_graph_model.js's report as an array: its bytes, dtype and shape."""
+  import base64
+  import numpy as np
+  dtype = {"float32": "<f4", "int32": "<i4"}[entry["dtype"]]
+  return np.frombuffer(base64.b64decode(entry["base64"]), dtype=dtype).reshape(entry["shape"])
+
+
+def verify_in_runtime(model_dir: str, images, expected, what: str, backend: str = BACKEND,
+                      runtime_dir: str | None = None) -> dict:
+  """Runs the graph model in `model_dir` on `images` in the TF.js runtime and compares its one
+  output with `expected` (exporters.verification.compare); raises ExportError (one line)
+  when it cannot run or differs. Returns what the stamp records."""
+  from exporters import verification
+  start = time.monotonic()
+  report = run_graph_model(model_dir, images, backend=backend, runtime_dir=runtime_dir,
+                           label=what)
+  if report.backend != backend:
+    raise verification.VerificationError(f"{what}: the TF.js runtime ran on the "
+                                         f"{report.backend} backend, not {backend}")
+  if len(report.outputs) != 1:
+    raise verification.VerificationError(
+        f"{what}: the graph model has {len(report.outputs)} outputs "
+        f"({', '.join(report.outputs)}), not one")
+  [(node, actual)] = report.outputs.items()
+  diff = verification.compare(f"{what} (TF.js {backend})", actual, expected)
+  return {"verified": True, "runtime": f"tfjs {report.tfjs_core}", "backend": report.backend,
+          "output_node": node, "images": int(len(images)), "max_abs_diff": diff,
+          "tolerance": verification.TOLERANCE,
+          "seconds": round(time.monotonic() - start, 3)}
+
+
+def verify_release_deployment(model_dir: str, release, expected: dict, what: str,
+                              backend: str = BACKEND, runtime_dir: str | None = None) -> dict:
+  """The TF.js deployment of `release` in `model_dir` against the verification reference:
+  its output on `slim_graph.probe_images(release.model)` against `expected[output]`, the
+  Slim reference's outputs on them (`SlimReference.expected()`), `output` being the one
+  the release's module type returns (exporters.verification.OUTPUT_OF_MODULE_TYPE)."""
+  from exporters import verification
+  from exporters.pipeline import slim_graph
+  output = verification.OUTPUT_OF_MODULE_TYPE[release.module_type]
+  result = verify_in_runtime(model_dir, slim_graph.probe_images(release.model),
+                             expected[output], f"{what} {output}", backend=backend,
+                             runtime_dir=runtime_dir)
+  return dict(result, reference=f"the Slim reference's {output} on the probe images")

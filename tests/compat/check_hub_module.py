@@ -4,17 +4,22 @@ Runs in the compat environment (.venv-compat: TensorFlow 2.15, tensorflow-hub
 0.15), the last one that has hub.Module; it imports nothing from the project.
 Usage: check_hub_module.py SPEC.json, where SPEC is
 
-  {"golden": "<npz>", "exports": [{"path": ..., "outputs": {signature: "logits"|"features"},
+  {"exports": [{"path": ..., "golden": "<npz>",
+    "outputs": {signature: "logits"|"features"},
     "bn_hparams": [signature, ...],
     "train_cases": [{"signature": ..., "momentum": float or null, "expected_momentum": float}]}]}
 
-and prints one JSON object: per export, the tag sets, the image size and
-signatures hub.Module reports, the largest difference of each signature's output
-from the golden arrays; for the train graph (one trainable module, one
-application per train case) the regularization losses, and per case its update
-ops and how far the first batch norm's moving mean and the training-mode
-features are from what they should be. The expectations are in
-tests/test_compat_hub_module.py.
+(each export compared with its own golden arrays: images, logits, features,
+train_conv0_batch_mean and, where training mode is deterministic,
+train_features), and prints one JSON object: per export, the tag sets, the
+image size and signatures hub.Module reports, the largest difference of each
+signature's output from the golden arrays; for the train graph (one trainable
+module, one application per train case) the regularization losses, and per
+case its update ops, how far the first batch norm's moving mean is from where
+it should have moved, the batch mean that move implies and how far it is from
+the golden one, and how far the training-mode features are from the golden
+(null where the golden has none: path dropout makes them random). The
+expectations are in tests/test_compat_hub_module.py.
 """
 import json
 import sys
@@ -25,6 +30,13 @@ import tensorflow_hub as hub
 
 tf1 = tf.compat.v1
 FIRST_MOVING_MEAN = "conv0_bn/moving_mean"
+
+
+def max_abs_diff(got, expected):
+  got, expected = np.asarray(got), np.asarray(expected)
+  if got.shape != expected.shape:
+    raise ValueError(f"output shape {list(got.shape)}, golden {list(expected.shape)}")
+  return float(np.max(np.abs(got.astype(np.float64) - expected.astype(np.float64))))
 
 
 def module_inputs(images, signature, bn_hparams, momentum):
@@ -48,7 +60,7 @@ def check_inference(spec, golden):
     with tf1.Session() as session:
       session.run([tf1.global_variables_initializer(), tf1.tables_initializer()])
       got = session.run(outputs, {images: golden["images"]})
-  report["max_abs_diff"] = {name: float(np.max(np.abs(got[name] - golden[output])))
+  report["max_abs_diff"] = {name: max_abs_diff(got[name], golden[output])
                             for name, output in spec["outputs"].items()}
   return report
 
@@ -80,17 +92,27 @@ def check_train(spec, golden):
       session.run([tf1.global_variables_initializer(), tf1.tables_initializer()])
       report["regularization_loss_total"] = float(session.run(tf.add_n(regularization_losses)))
       for case, features, update_ops in applications:
-        old = session.run(moving_mean)
+        old = session.run(moving_mean).astype(np.float64)
         train_features, _ = session.run([features, update_ops], {images: golden["images"]})
-        new = session.run(moving_mean)
+        new = session.run(moving_mean).astype(np.float64)
         m = case["expected_momentum"]
         expected_new = m * old + (1.0 - m) * golden["train_conv0_batch_mean"]
-        cases.append(dict(
+        # The batch mean the move implies, with the momentum as the float32 the graph has.
+        m32 = float(np.float32(m))
+        implied_batch_mean = (new - m32 * old) / (1.0 - m32)
+        result = dict(
             case, update_ops=len(update_ops),
             moving_mean_max_abs_err=float(np.max(np.abs(new - expected_new))),
             moving_mean_moved=float(np.max(np.abs(new - old))),
-            train_features_max_abs_diff=float(
-                np.max(np.abs(train_features - golden["train_features"])))))
+            batch_mean_max_abs_diff=max_abs_diff(implied_batch_mean,
+                                                 golden["train_conv0_batch_mean"]),
+            train_features_shape=list(train_features.shape),
+            train_features_finite=bool(np.all(np.isfinite(train_features))),
+            train_features_max_abs_diff=None)
+        if "train_features" in golden:  # Absent where path dropout makes them random.
+          result["train_features_max_abs_diff"] = max_abs_diff(train_features,
+                                                               golden["train_features"])
+        cases.append(result)
   report["cases"] = cases
   return report
 
@@ -98,10 +120,15 @@ def check_train(spec, golden):
 def main(spec_path):
   with open(spec_path) as f:
     spec = json.load(f)
-  golden = dict(np.load(spec["golden"]))
+  goldens = {}
   reports = []
   for export in spec["exports"]:
-    report = {"path": export["path"], "tags": sorted(
+    golden_file = export["golden"]
+    if golden_file not in goldens:
+      with np.load(golden_file) as arrays:
+        goldens[golden_file] = {name: arrays[name] for name in arrays.files}
+    golden = goldens[golden_file]
+    report = {"path": export["path"], "golden": golden_file, "tags": sorted(
         sorted(tags) for tags in hub.load_module_spec(export["path"]).get_tags())}
     report["inference"] = check_inference(export, golden)
     report["train"] = check_train(export, golden)
