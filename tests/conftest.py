@@ -5,6 +5,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -113,12 +114,16 @@ class ReleaseExport:
 
 
 @pytest.fixture(scope="session")
-def nasnet_mobile_tree(tmp_path_factory) -> RealTree:
+def nasnet_mobile_tree(background_exports) -> RealTree:
   """One real `export_all --models=nasnet_mobile --jobs=2`: every published version, in one
   model run in a worker process, from the checkpoint of its golden's seed. The TF1, TF2,
-  compat, publish and serve tests all use it."""
+  compat, publish and serve tests all use it. Started at the session's start when a
+  selected test needs it (see "made in the background" below)."""
+  return background_exports.tree.result()
+
+
+def _export_nasnet_mobile_tree(root: pathlib.Path) -> RealTree:
   from exporters import export_tree
-  root = tmp_path_factory.mktemp("nasnet_mobile_tree")
   checkpoint_dir = root / "checkpoints"
   make_checkpoint("nasnet_mobile", checkpoint_dir / "nasnet_mobile",
                   seed=GOLDEN_SEEDS["nasnet_mobile"])
@@ -129,6 +134,37 @@ def nasnet_mobile_tree(tmp_path_factory) -> RealTree:
                                        tfjs=False)  # tests/test_tfjs.py converts a copy.
   result = export_tree.run(config, log=lines.append)
   return RealTree(checkpoint_dir, root / "exports", result, "\n".join(lines))
+
+
+class _Task:
+  """A function run in a thread of its own from the first result() call, or from start();
+  result() waits for it and raises what it raised."""
+
+  def __init__(self, fn):
+    self._fn, self._thread, self._starting = fn, None, threading.Lock()
+    self._done = threading.Event()
+    self._value, self._error = None, None
+
+  def start(self) -> "_Task":
+    with self._starting:
+      if self._thread is None:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+    return self
+
+  def _run(self) -> None:
+    try:
+      self._value = self._fn()
+    except BaseException as e:  # pytest.fail and skip too: raised again in each test.
+      self._error = e
+    finally:
+      self._done.set()
+
+  def result(self):
+    self.start()._done.wait()
+    if self._error is not None:
+      raise self._error
+    return self._value
 
 
 # The releases of the large models the session exports (the slow tests), each
@@ -155,15 +191,18 @@ def session_releases(model: str) -> list:
 
 def golden_releases(model: str, fmt: str) -> list:
   """The session releases of `model` in format `fmt` ("hub" or "saved_model_2") that are
-  compared with its golden through the real client: every TF1 one (hub.Module), the newest
-  TF2 version of each module type (hub.KerasLayer)."""
-  releases = [r for r in session_releases(model) if r.version.format == fmt]
-  if fmt == "hub":
-    return releases
-  newest = {}
-  for release in releases:  # Registry order: oldest version first.
-    newest[release.module_type] = release
-  return list(newest.values())
+  compared with its golden through the real client, one per module type: for the TF1
+  format (hub.Module) the classification's oldest version (its original momentum default)
+  and the feature vector's newest (its *_with_bn_hparams signatures); for TF2
+  (hub.KerasLayer) the newest of each. Every other release passed the same graph rules
+  and the Slim reference at export time."""
+  chosen = {}
+  for release in (r for r in session_releases(model) if r.version.format == fmt):
+    # Registry order is oldest version first: keep the first or the last.
+    keep_oldest = fmt == "hub" and release.module_type == "classification"
+    if not (keep_oldest and release.module_type in chosen):
+      chosen[release.module_type] = release
+  return list(chosen.values())
 
 
 def release_id(release) -> str:
@@ -175,31 +214,216 @@ def is_large(model: str) -> bool:
   return model in LARGE_MODEL_RELEASES
 
 
+# ---- The session exports, made in the background.
+#
+# A model run is mostly single-threaded Python (graph construction, tracing,
+# serialization), and most of the suite needs no export. So the session's
+# exports are made beside the tests from the session's start: nasnet_mobile's
+# tree in one thread (its export_all runs the model in a worker process), and
+# in another, model after model, the other models': the golden seed's
+# checkpoint, the model's session releases in an export_all worker process
+# (the one export_all itself uses), then the real hub.Module over its TF1
+# releases when a selected test asks for that. The tests run in this order
+# (pytest_collection_modifyitems): those that need no export, then those
+# marked `late` (they read a command started in the background:
+# BackgroundExports.command), then those that need nasnet_mobile's exports,
+# then each background model's, by when their work is usually done.
+
+BACKGROUND_MODELS = ("pnasnet_mobile", "nasnet_large", "pnasnet_large")  # In the order made.
+
+
+def _background_model(item) -> str | None:
+  """The background model whose session exports a test item needs, if any: for a test
+  that uses them (release_export, directly or through another fixture), its `release`
+  parameter's model, or a `session_exports(model)` marker's."""
+  if "pnasnet_mobile_exports" in item.fixturenames:
+    return "pnasnet_mobile"
+  if "release_export" not in item.fixturenames:
+    return None
+  release = _release_param(item)
+  if release is not None and release.model.name in BACKGROUND_MODELS:
+    return release.model.name
+  marker = item.get_closest_marker("session_exports")
+  return marker.args[0] if marker else None
+
+
+def _needs_nasnet_mobile_tree(item) -> bool:
+  return "nasnet_mobile_tree" in item.fixturenames or "release_export" in item.fixturenames
+
+
+@pytest.hookimpl(trylast=True)  # After -m and -k have deselected.
+def pytest_collection_modifyitems(session, config, items):
+  """Runs the tests that need no export first, then nasnet_mobile's, then each background
+  model's; notes what to start in the background."""
+  models = {item: _background_model(item) for item in items}
+  items.sort(key=lambda item: (BACKGROUND_MODELS.index(models[item]) + 2 if models[item]
+                               else 1 if _needs_nasnet_mobile_tree(item)
+                               else 0.5 if item.get_closest_marker("late") else 0))
+  config.stash[_BACKGROUND_WORK] = {
+      model: any(models[item] == model and "hub_module_report" in item.fixturenames
+                 for item in items)
+      for model in BACKGROUND_MODELS if model in models.values()}
+  config.stash[_TREE_NEEDED] = any(_needs_nasnet_mobile_tree(item) and not models[item]
+                                   for item in items)
+  config.stash[_TREE_HUB_MODULE] = list({
+      _release_key(release): release for item in items
+      if "hub_module_report" in item.fixturenames and not models[item]
+      and (release := _release_param(item)) is not None and release.version.format == "hub"
+  }.values())
+
+
+def _release_param(item):
+  """A test item's `release` parameter, when it is a registry.Release."""
+  import registry
+  callspec = getattr(item, "callspec", None)
+  release = callspec.params.get("release") if callspec else None
+  return release if isinstance(release, registry.Release) else None
+
+
+_BACKGROUND_WORK = pytest.StashKey[dict]()  # model -> whether hub.Module checks it too.
+_TREE_NEEDED = pytest.StashKey[bool]()
+_TREE_HUB_MODULE = pytest.StashKey[list]()  # nasnet_mobile's releases hub.Module checks.
+
+
+@dataclasses.dataclass
+class _BackgroundModel:
+  done: threading.Event
+  exports: dict | None = None  # (model, module_type, version) -> ReleaseExport.
+  # The same keys -> check_hub_module.py's report; or why there is none (raised to the
+  # hub.Module tests only).
+  hub_module: dict | BaseException | None = None
+  error: BaseException | None = None  # What stopped its exports (raised to its tests).
+
+
+class BackgroundExports:
+  """The session exports: nasnet_mobile's tree (a _Task), and the background models'
+  exports and hub.Module reports; see above."""
+
+  def __init__(self, root: pathlib.Path, work: dict[str, bool], tree: _Task,
+               tree_hub_module: list):
+    self.root, self.work, self.tree = root, work, tree
+    # hub.Module over the tree's TF1 releases that the tests ask for, once it is made.
+    self.tree_hub_module = _Task(lambda: self._check_tree(tree_hub_module))
+    self.tree_hub_module_keys = {_release_key(r) for r in tree_hub_module}
+    if tree_hub_module:
+      self.tree_hub_module.start()
+    self.models = {m: _BackgroundModel(threading.Event()) for m in work}
+    self._thread = threading.Thread(target=self._run, name="background-exports", daemon=True)
+    self._thread.start()
+
+  def command(self, argv: list[str], timeout: float) -> _Task:
+    """Runs a command (in the repository, output captured) beside the tests, from now;
+    the task's result is its subprocess.CompletedProcess."""
+    return _Task(lambda: subprocess.run(argv, cwd=REPO, capture_output=True, text=True,
+                                        timeout=timeout)).start()
+
+  def get(self, model: str) -> _BackgroundModel:
+    if model not in self.models:  # Asked for by a test the collection did not foresee.
+      self.models[model] = _BackgroundModel(threading.Event())
+      self._make(model, hub_module=False)
+    state = self.models[model]
+    state.done.wait()
+    if state.error is not None:
+      raise state.error
+    return state
+
+  def _check_tree(self, releases: list) -> dict:
+    from exporters import export_tree
+    tree = self.tree.result()
+    report = run_hub_module_check(
+        {"exports": [hub_module_check_spec(r, export_tree.export_path(tree.export_dir, r),
+                                           golden_path(r.model.name)) for r in releases]},
+        self.root / "nasnet_mobile_hub_module_spec.json")
+    return dict(zip(map(_release_key, releases), report["exports"]))
+
+  def _run(self) -> None:
+    for model, hub_module in list(self.work.items()):
+      self._make(model, hub_module)
+
+  def _make(self, model: str, hub_module: bool) -> None:
+    state = self.models[model]
+    try:
+      state.exports = self._export(model)
+      if hub_module:
+        releases = [e.release for e in state.exports.values() if e.release.version.format == "hub"]
+        try:
+          report = run_hub_module_check(
+              {"exports": [hub_module_check_spec(r, state.exports[_release_key(r)].export_dir,
+                                                 golden_path(model)) for r in releases]},
+              self.root / model / "hub_module_spec.json")
+          state.hub_module = dict(zip(map(_release_key, releases), report["exports"]))
+        except BaseException as e:  # pytest.fail and skip too: raised again in each test.
+          state.hub_module = e
+    except BaseException as e:
+      state.error = e
+    finally:
+      state.done.set()
+
+  def _export(self, model: str) -> dict:
+    """One export_all worker process over the model's session releases."""
+    folder = self.root / model
+    checkpoint = make_checkpoint(model, folder / "checkpoint", GOLDEN_SEEDS[model])
+    releases = session_releases(model)
+    targets = [[r.module_type, r.version.number, str(folder / f"{r.module_type}_{r.version.number}")]
+               for r in releases]
+    results_file = folder / "results.jsonl"
+    spec = {"parent_pid": os.getpid(), "model": model, "checkpoint": str(checkpoint),
+            "targets": targets, "results_file": str(results_file),
+            "exporter": "exporters.pipeline:export_model"}
+    run = subprocess.run([sys.executable, "-m", "exporters.export_tree.worker", json.dumps(spec)],
+                         cwd=REPO, capture_output=True, text=True, timeout=3600)
+    lines = run.stdout.splitlines()
+    reports = {}
+    if results_file.exists():
+      for line in results_file.read_text().splitlines():
+        report = json.loads(line)
+        reports[report["index"]] = report
+    found = {}
+    for index, release in enumerate(releases):
+      report = reports.get(index)
+      if not report or report["error"]:
+        why = report["error"] if report else "\n".join(lines[-20:]) + run.stderr[-3000:]
+        pytest.fail(f"the session export of {release.handle_with_version} failed: {why}",
+                    pytrace=False)
+      found[_release_key(release)] = ReleaseExport(
+          release, targets[index][2], report["result"]["verification"],
+          tuple(report["result"]["unused_variables"]), _messages_about(release, lines),
+          str(checkpoint))
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def background_exports(request, tmp_path_factory) -> BackgroundExports:
+  """Starts the session's exports at the session's start (see above)."""
+  tree = _Task(lambda: _export_nasnet_mobile_tree(tmp_path_factory.mktemp("nasnet_mobile_tree")))
+  if request.config.stash.get(_TREE_NEEDED, False):
+    tree.start()
+  work = request.config.stash.get(_BACKGROUND_WORK, {})
+  return BackgroundExports(tmp_path_factory.mktemp("background_exports"), work, tree,
+                           request.config.stash.get(_TREE_HUB_MODULE, []))
+
+
 @pytest.fixture(scope="session")
-def pnasnet_mobile_exports(ckpt_factory, tmp_path_factory) -> dict:
+def pnasnet_mobile_exports(background_exports) -> dict:
   """Every pnasnet_mobile release (both module types, both formats: TF Hub never
   published it), exported in ONE model run from the checkpoint of its golden's seed (1):
   (model, module_type, version) -> ReleaseExport."""
-  model = "pnasnet_mobile"
-  releases = [(r.module_type, r.version.number) for r in session_releases(model)]
-  return _one_model_run(model, releases, ckpt_factory, tmp_path_factory)
+  return background_exports.get("pnasnet_mobile").exports
 
 
 @pytest.fixture(scope="session")
-def release_export(ckpt_factory, tmp_path_factory, request):
+def release_export(background_exports, request):
   """`release_export(release)` -> ReleaseExport.
 
   nasnet_mobile's come from the session's export_all tree (stamps and output);
-  pnasnet_mobile's from pnasnet_mobile_exports; a large model's
-  (LARGE_MODEL_RELEASES) from one pipeline.export_model run per model, made
-  when a test first asks for one of them. Each model is exported once per
-  session, from the checkpoint seed of its golden (GOLDEN_SEEDS).
+  the other models' (session_releases) from the background model runs. Each
+  model is exported once per session, from the checkpoint seed of its golden
+  (GOLDEN_SEEDS).
   """
   from exporters import export_tree
-  large: dict[tuple, ReleaseExport] = {}
 
   def get(release) -> ReleaseExport:
-    key = (release.model.name, release.module_type, release.version.number)
+    key = _release_key(release)
     if release.model.name == "nasnet_mobile":
       tree = request.getfixturevalue("nasnet_mobile_tree")  # Only when asked for.
       stamp = export_tree.read_stamp(export_tree.stamp_path(tree.export_dir, release))
@@ -208,11 +432,11 @@ def release_export(ckpt_factory, tmp_path_factory, request):
           stamp.export["verification"], tuple(stamp.export["unused_variables"]),
           _messages_about(release, tree.output.splitlines()),
           str(tree.checkpoint_dir / "nasnet_mobile" / "model.ckpt"))
-    if release.model.name == "pnasnet_mobile":
-      return request.getfixturevalue("pnasnet_mobile_exports")[key]
-    if key not in large:
-      large.update(_export_large_model(release.model.name, ckpt_factory, tmp_path_factory))
-    return large[key]
+    exports = background_exports.get(release.model.name).exports
+    if key not in exports:
+      pytest.fail(f"{release.handle_with_version} is not among the session's exports of "
+                  f"{release.model.name} (conftest.session_releases)", pytrace=False)
+    return exports[key]
   return get
 
 
@@ -220,30 +444,6 @@ def _messages_about(release, lines) -> tuple[str, ...]:
   model_wide = f"{release.model.name}: "
   return tuple(line.strip() for line in lines
                if f"{release.handle_with_version}:" in line or line.strip().startswith(model_wide))
-
-
-def _export_large_model(model, ckpt_factory, tmp_path_factory) -> dict:
-  return _one_model_run(model, LARGE_MODEL_RELEASES[model], ckpt_factory, tmp_path_factory)
-
-
-def _one_model_run(model, releases, ckpt_factory, tmp_path_factory) -> dict:
-  """(module_type, version) pairs of `model` exported in one model run from the
-  checkpoint of its golden's seed: (model, module_type, version) -> ReleaseExport."""
-  from exporters import pipeline
-  root = tmp_path_factory.mktemp(f"{model}_exports")
-  targets = tuple(pipeline.ReleaseTarget(t, v, str(root / f"{t}_{v}")) for t, v in releases)
-  checkpoint = str(ckpt_factory(model, GOLDEN_SEEDS[model]))
-  lines = []
-  outcomes = pipeline.export_model(pipeline.ModelExportConfig(model, checkpoint, targets),
-                                   log=lines.append)
-  found = {}
-  for outcome in outcomes:
-    assert not outcome.error, outcome.error
-    release = outcome.release
-    found[model, release.module_type, release.version.number] = ReleaseExport(
-        release, outcome.result.export_dir, outcome.result.verification,
-        outcome.result.unused_variables, _messages_about(release, lines), checkpoint)
-  return found
 
 
 # ---- The real clients on the session's exports, against the goldens.
@@ -298,25 +498,27 @@ def _release_key(release) -> tuple:
 
 
 @pytest.fixture(scope="session")
-def hub_module_report(request, release_export, tmp_path_factory):
+def hub_module_report(request, release_export, background_exports, tmp_path_factory):
   """`hub_module_report(release)` -> what the real hub.Module (.venv-compat) saw of the
   session export of TF1 Hub format `release`, compared with its model's golden.
 
-  The first call checks, in ONE .venv-compat process, every TF1 release that
-  a selected test of the session passes as its `release` parameter while
-  using this fixture (so `-m "not slow"` never exports a large model for it);
-  a release asked for later gets a process of its own.
+  A background model's releases are checked by the background work, right
+  after their export. nasnet_mobile's: the first call checks, in ONE
+  .venv-compat process, every nasnet_mobile TF1 release that a selected test
+  passes as its `release` parameter while using this fixture; a release
+  asked for later gets a process of its own.
   """
   import registry
   outcomes: dict[tuple, object] = {}  # Release key -> its report, or why there is none.
 
-  def wanted() -> list:
+  def wanted(model: str) -> list:
     found = {}
     for item in request.session.items:
       callspec = getattr(item, "callspec", None)
       release = callspec.params.get("release") if callspec else None
       if ("hub_module_report" in getattr(item, "fixturenames", ())
-          and isinstance(release, registry.Release) and release.version.format == "hub"):
+          and isinstance(release, registry.Release) and release.version.format == "hub"
+          and release.model.name == model):
         found.setdefault(_release_key(release), release)
     return list(found.values())
 
@@ -340,8 +542,17 @@ def hub_module_report(request, release_export, tmp_path_factory):
 
   def get(release) -> dict:
     key = _release_key(release)
+    model = release.model.name
+    if background_exports.work.get(model):
+      reports = background_exports.get(model).hub_module
+      if isinstance(reports, BaseException):
+        raise reports
+      if key in reports:
+        return reports[key]
+    if model == "nasnet_mobile" and key in background_exports.tree_hub_module_keys:
+      return background_exports.tree_hub_module.result()[key]
     if key not in outcomes:
-      batch = [r for r in wanted() if _release_key(r) not in outcomes]
+      batch = [r for r in wanted(model) if _release_key(r) not in outcomes]
       if key not in {_release_key(r) for r in batch}:
         batch.append(release)
       check(batch)

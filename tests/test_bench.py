@@ -3,13 +3,15 @@
 Fast tests check the statistics, the construction counter and its call
 sites, the model-run summary, the targets and the three writers on made-up
 results; one test runs `python -m bench` on a tiny configuration
-(nasnet_mobile, batch 1, one round, one construction round, no exports) and
-checks the files it writes; a slow test runs the export (one model run over
-one release per format family, --module_types/--versions), inference over
-every workload and export-all parts on the session's generated checkpoint.
+(nasnet_mobile, one construction round, no exports, no inference) and checks
+the files it writes; a slow test runs the export (one model run over one
+release per format family, --module_types/--versions), inference over every
+workload (batch 1, one round) and export-all parts on the session's generated
+checkpoint.
 """
 import dataclasses
 import json
+import pathlib
 import subprocess
 import sys
 import types
@@ -18,7 +20,7 @@ import pytest
 
 from bench import bench_lib, phases, report, targets
 from bench import workloads as workloads_lib
-from tests.conftest import REPO, require_shared
+from tests.conftest import REPO, SHARED, require_shared
 
 
 def test_summarize_median_min_max():
@@ -318,31 +320,72 @@ def test_bad_flags_fail_before_any_work():
     bench_lib.checkpoint_path(bench_lib.BenchConfig(checkpoint_dir="/nonexistent"), "nasnet_mobile")
 
 
-def _bench(tmp_path, *flags, timeout):
-  command = [sys.executable, "-m", "bench", "--models=nasnet_mobile", "--batch_sizes=1",
-             "--repeats=1", "--warmup=1", "--min_run_seconds=0", f"--output_dir={tmp_path}",
-             *flags]
-  done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+def _bench_command(output_dir, *flags):
+  return [sys.executable, "-m", "bench", "--models=nasnet_mobile", "--batch_sizes=1",
+          "--repeats=1", "--warmup=1", "--min_run_seconds=0", f"--output_dir={output_dir}",
+          *flags]
+
+
+def _bench_results(run, output_dir):
+  """A `python -m bench` run's results, once it ended well and wrote its three files."""
+  done = run.result()
   assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-  results = json.loads((tmp_path / "bench.json").read_text())
-  assert (tmp_path / "bench.md").read_text().startswith("# Benchmark")
-  assert (tmp_path / "bench.png").read_bytes()[:4] == b"\x89PNG"
+  results = json.loads((output_dir / "bench.json").read_text())
+  assert (output_dir / "bench.md").read_text().startswith("# Benchmark")
+  assert (output_dir / "bench.png").read_bytes()[:4] == b"\x89PNG"
   assert {t["id"] for t in results["targets"]} == {f.__name__ for f in targets.TARGETS}
   return results
 
 
-def test_tiny_inference_and_construction_run(tmp_path):
-  """The CLI end to end: generated checkpoint, Slim floor and keras.applications timed, and
-  the network constructed with and without fix 3."""
+@dataclasses.dataclass(frozen=True)
+class BenchRun:
+  run: object  # conftest._Task: the subprocess, run in the background.
+  output_dir: pathlib.Path
+  checkpoint_dir: pathlib.Path | None = None
+
+
+# The two `python -m bench` runs are subprocesses: they start with this module's first test
+# and run beside the other tests; the tests that read them run late (conftest.py's ordering).
+CONSTRUCTION_TEST = "test_tiny_construction_run"
+EXPORT_TEST = "test_tiny_run_with_exports_and_export_all"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def bench_runs(request, background_exports, tmp_path_factory, ckpt_factory) -> dict:
+  selected = {item.name for item in request.session.items
+              if item.module.__name__ == __name__}
+  runs = {}
+  if CONSTRUCTION_TEST in selected and SHARED.joinpath("checkpoints", "make_ckpt.py").exists():
+    out = tmp_path_factory.mktemp("bench_construction")
+    runs[CONSTRUCTION_TEST] = BenchRun(background_exports.command(_bench_command(
+        out, "--parts=construction", "--construction_rounds=1"), timeout=900), out)
+  if EXPORT_TEST in selected and SHARED.joinpath("checkpoints", "make_ckpt.py").exists():
+    root = tmp_path_factory.mktemp("bench_export")
+    checkpoint_dir = root / "checkpoint_dir"
+    checkpoint_dir.mkdir()
+    (checkpoint_dir / "nasnet_mobile").symlink_to(ckpt_factory("nasnet_mobile").parent)
+    runs[EXPORT_TEST] = BenchRun(background_exports.command(_bench_command(
+        root / "bench", "--parts=export,inference,export_all", *MEASURED,
+        f"--checkpoint_dir={checkpoint_dir}", "--export_all_jobs=1",
+        # Stopped after planning (its first line, within seconds even beside the other
+        # tests), before a release finishes (half a minute or more): the stopped run's
+        # report is what is checked.
+        "--export_all_timeout_s=20"), timeout=1800), root / "bench", checkpoint_dir)
+  return runs
+
+
+@pytest.mark.late
+def test_tiny_construction_run(bench_runs):
+  """The CLI end to end: generated checkpoint, and the network constructed with and without
+  fix 3. (Inference, every workload timed against the Slim floor and keras.applications:
+  test_tiny_run_with_exports_and_export_all.)"""
   require_shared("checkpoints", "make_ckpt.py")
-  results = _bench(tmp_path, "--parts=inference,construction", "--construction_rounds=1",
-                   "--workloads=slim_session,keras_applications", timeout=600)
-  rows = results["inference"]["nasnet_mobile"]["results"]
-  assert [(r["workload"], r["batch_size"]) for r in rows] == [
-      ("slim_session", 1), ("keras_applications", 1)]
-  assert all(r["throughput"]["median"] > 0 for r in rows)
-  assert rows[1]["ratio_to_slim"]["median"] > 0
-  assert "nasnet_mobile" in results["checkpoints"]
+  out = bench_runs[CONSTRUCTION_TEST].output_dir
+  results = _bench_results(bench_runs[CONSTRUCTION_TEST].run, out)
+  assert results["checkpoints"] == {
+      "nasnet_mobile": str((out / "checkpoints" / "nasnet_mobile" / "model.ckpt").resolve())}
+  assert (out / "checkpoints" / "nasnet_mobile" / "model.ckpt.index").is_file()
+  assert results["inference"] == {}
   construction = results["construction"]["nasnet_mobile"]
   assert "error" not in construction, construction.get("error")
   assert set(construction["modes"]) == {"inference", "training"}
@@ -364,18 +407,15 @@ MEASURED_HANDLES = ["google/imagenet/nasnet_mobile/classification/3",
 
 
 @pytest.mark.slow
-def test_tiny_run_with_exports_and_export_all(tmp_path, ckpt_factory):
-  """One model run over a release per format family, split into phases; export-all stopped
-  early and still reported. The checkpoint is the session's (ckpt_factory: generated once);
-  the construction part is test_tiny_inference_and_construction_run's."""
-  checkpoint_dir = tmp_path / "checkpoint_dir"
-  checkpoint_dir.mkdir()
-  (checkpoint_dir / "nasnet_mobile").symlink_to(ckpt_factory("nasnet_mobile").parent)
-  results = _bench(tmp_path / "bench", "--parts=export,inference,export_all", *MEASURED,
-                   f"--checkpoint_dir={checkpoint_dir}", "--export_all_jobs=1",
-                   "--export_all_timeout_s=30", timeout=1800)
+@pytest.mark.late
+def test_tiny_run_with_exports_and_export_all(bench_runs):
+  """One model run over a release per format family, split into phases; inference over every
+  workload; export-all stopped early and still reported. The checkpoint is the session's
+  (ckpt_factory: generated once); the construction part is test_tiny_construction_run's."""
+  bench = bench_runs[EXPORT_TEST]
+  results = _bench_results(bench.run, bench.output_dir)
   assert results["checkpoints"] == {
-      "nasnet_mobile": str(checkpoint_dir / "nasnet_mobile" / "model.ckpt")}
+      "nasnet_mobile": str(bench.checkpoint_dir / "nasnet_mobile" / "model.ckpt")}
   summary = results["exports"]["nasnet_mobile"]
   assert "error" not in summary, summary.get("error")
   assert summary["releases_exported"] == summary["releases_planned"] == len(MEASURED_HANDLES)
@@ -388,9 +428,12 @@ def test_tiny_run_with_exports_and_export_all(tmp_path, ckpt_factory):
   assert summary["constructions"]["networks_by_reference"] >= 1
   assert 0 < summary["verification_share"]["median"] < 1
   assert summary["bytes_written"] > 0 and summary["peak_rss_above_baseline_bytes"]["median"] > 0
-  workloads_run = {r["workload"] for r in results["inference"]["nasnet_mobile"]["results"]}
-  assert workloads_run == set(workloads_lib.ALL)
-  for row in results["inference"]["nasnet_mobile"]["results"]:
+  rows = results["inference"]["nasnet_mobile"]["results"]
+  assert [(r["workload"], r["batch_size"]) for r in rows] == [(w, 1) for w in workloads_lib.ALL]
+  for row in rows:
+    assert row["throughput"]["median"] > 0, row["workload"]
+    if row["workload"] != workloads_lib.SLIM:
+      assert row["ratio_to_slim"]["median"] > 0, row["workload"]
     if row["workload"] in workloads_lib.EXPORTED:
       assert row["max_abs_diff_vs_slim"] < 1e-4
   run = results["export_all"]["runs"][0]
@@ -398,6 +441,6 @@ def test_tiny_run_with_exports_and_export_all(tmp_path, ckpt_factory):
   assert results["export_all"]["floor_seconds"] > 0
   assert results["export_all"]["floor"]["nasnet_mobile"]["constructions"] == 4
   assert results["export_all"]["floor"]["nasnet_mobile"]["releases"] == len(MEASURED_HANDLES)
-  text = (tmp_path / "bench" / "bench.md").read_text()
+  text = (bench.output_dir / "bench.md").read_text()
   assert "## Export cost" in text and "## export-all" in text
   assert " ".join(MEASURED) in text

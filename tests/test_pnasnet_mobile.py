@@ -25,6 +25,7 @@ from exporters.formats import hub_module, saved_model_2
 from tests.conftest import FINE_TUNING_MOMENTUM, GOLDEN_TOLERANCE, implied_batch_mean
 
 MODEL = "pnasnet_mobile"
+pytestmark = pytest.mark.session_exports(MODEL)  # Made in the background (conftest.py).
 RELEASES = list(registry.default().releases(models=[MODEL]))
 IDS = [f"{r.module_type}-v{r.version.number}" for r in RELEASES]
 TOLERANCE = GOLDEN_TOLERANCE

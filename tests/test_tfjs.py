@@ -5,10 +5,11 @@ in `.venv-tfjs`, `make tfjs-env`); the runtime is @tensorflow/tfjs-core +
 tfjs-converter with the WebAssembly backend (exporters/tfjs_runtime, `make
 tfjs-runtime`; the backend export-all verifies each deployment with, about ten
 times faster here than the pure-JS CPU one). The deployments are the
-registry's ([tfjs]); export-all converts them from the session's nasnet_mobile
-exports and verifies each against the Slim reference in the runtime (read
-from disk), publish writes them, and the runtime loads each over HTTP on
-127.0.0.1 with `{fromTFHub: true}` from the project's own serve.
+registry's ([tfjs]); export-all converts one per module type (version 3's:
+CONVERTED_VERSION) from the session's nasnet_mobile exports and verifies each
+against the Slim reference in the runtime (read from disk), publish writes
+them, and the runtime loads each over HTTP on 127.0.0.1 with `{fromTFHub:
+true}` from the project's own serve.
 """
 import dataclasses
 import hashlib
@@ -40,8 +41,14 @@ BACKEND = "wasm"  # The fast one here: export-all's (tfjs.BACKEND).
 TOLERANCE = 1e-4
 # Every TF.js deployment the registry lists ([tfjs]): nasnet_mobile, both module types,
 # versions 1 and 3.
-DEPLOYMENTS = registry.default().tfjs_deployments()
-CONVERTED = [(d.parent.module_type, d.parent.version.number) for d in DEPLOYMENTS]
+ALL_DEPLOYMENTS = registry.default().tfjs_deployments()
+# The ones converted and run here: one per module type (the logits and the features), of
+# version 3, whose parent has every signature kind (the *_with_bn_hparams ones too). A
+# version 1 deployment is the converter's output for the same network's `default` signature
+# (byte for byte the same files as version 3's of its module type); export-all's handling of
+# each deployment is tests/test_export_all.py's, publishing them tests/test_publish.py's.
+CONVERTED_VERSION = 3
+DEPLOYMENTS = [d for d in ALL_DEPLOYMENTS if d.parent.version.number == CONVERTED_VERSION]
 RELEASES = [d.parent for d in DEPLOYMENTS]
 IDS = [f"{r.module_type}-v{r.version.number}" for r in RELEASES]
 GOLDEN_KEY = {"classification": "logits", "feature_vector": "features"}
@@ -74,8 +81,8 @@ class Hub:
 
 @pytest.fixture(scope="module")
 def hub(nasnet_mobile_tree, tmp_path_factory):
-  """export-all converts the four deployments into a copy of the session's tree (the parents
-  are up to date there: no model run), publish writes them, serve answers on 127.0.0.1."""
+  """export-all converts DEPLOYMENTS into a copy of the session's tree (the parents are up to
+  date there: no model run), publish writes them, serve answers on 127.0.0.1."""
   _require_converter()
   root = tmp_path_factory.mktemp("tfjs_hub")
   exports = root / "exports"
@@ -83,12 +90,13 @@ def hub(nasnet_mobile_tree, tmp_path_factory):
   lines = []
   result = export_tree.run(export_tree.ExportAllConfig(
       checkpoint_dir=str(nasnet_mobile_tree.checkpoint_dir), export_dir=str(exports),
-      models=("nasnet_mobile",), versions=(1, 3), mirror="", in_process=True, heartbeat_s=0),
-      log=lines.append)
-  assert [r.status for r in result.rows] == ["up to date"] * 4 + ["exported"] * 4
+      models=("nasnet_mobile",), versions=(CONVERTED_VERSION,), mirror="", in_process=True,
+      heartbeat_s=0), log=lines.append)
+  assert [(r.format, r.status) for r in result.rows] == (
+      [("hub", "up to date")] * 2 + [("tfjs", "exported")] * len(DEPLOYMENTS))
   published = root / "published"
   publish_lib.run(publish_lib.PublishConfig(export_dir=str(exports), dest=str(published),
-                                            versions=(1, 3)), log=lambda _: None)
+                                            versions=(CONVERTED_VERSION,)), log=lambda _: None)
   requests = []
 
   class Recording(serve_lib.HubRequestHandler):
@@ -119,7 +127,7 @@ def converted(hub):
 
 
 def test_registry_lists_the_four_published_deployments():
-  assert [d.handle for d in DEPLOYMENTS] == [
+  assert [d.handle for d in ALL_DEPLOYMENTS] == [
       f"google/tfjs-model/imagenet/nasnet_mobile/{t}/{v}/default/1"
       for t in ("classification", "feature_vector") for v in (1, 3)]
 
@@ -307,7 +315,7 @@ def test_verification_rejects_the_wrong_output_in_one_line(converted, tmp_path):
 
 def test_a_missing_runtime_converts_without_verifying_until_it_is_there(
     hub, nasnet_mobile_tree, tmp_path, monkeypatch):
-  deployment = DEPLOYMENTS[2]  # feature_vector, version 1.
+  deployment = DEPLOYMENTS[1]  # feature_vector.
   exports = _tree_without(hub, deployment, tmp_path / "exports")
   cfg = _one_deployment_config(nasnet_mobile_tree, exports, deployment, _copying_converter(
       tmp_path / "bin", layout.deployment_path(hub.export_dir, deployment)))
@@ -344,10 +352,10 @@ def test_a_second_export_all_converts_nothing(hub, nasnet_mobile_tree):
   lines = []
   result = export_tree.run(export_tree.ExportAllConfig(
       checkpoint_dir=str(nasnet_mobile_tree.checkpoint_dir), export_dir=str(hub.export_dir),
-      models=("nasnet_mobile",), versions=(1, 3), mirror="", in_process=True, heartbeat_s=0),
-      log=lines.append)
-  assert [r.status for r in result.rows] == ["up to date"] * 8
-  assert lines == ["all 4 release(s) and 4 TF.js deployment(s) up to date; no export work done"]
+      models=("nasnet_mobile",), versions=(CONVERTED_VERSION,), mirror="", in_process=True,
+      heartbeat_s=0), log=lines.append)
+  assert [r.status for r in result.rows] == ["up to date"] * 4
+  assert lines == ["all 2 release(s) and 2 TF.js deployment(s) up to date; no export work done"]
 
 
 def test_conversion_is_deterministic(converted, release_export, tmp_path):
