@@ -225,9 +225,9 @@ def is_large(model: str) -> bool:
 # (the one export_all itself uses), then the real hub.Module over its TF1
 # releases when a selected test asks for that. The tests run in this order
 # (pytest_collection_modifyitems): those that need no export, then those
-# marked `late` (they read a command started in the background:
-# BackgroundExports.command), then those that need nasnet_mobile's exports,
-# then each background model's, by when their work is usually done.
+# that need nasnet_mobile's exports, then each background model's, by when
+# their work is usually done; within each group, those marked `late` last
+# (they read what their module started: start_in_background).
 
 BACKGROUND_MODELS = ("pnasnet_mobile", "nasnet_large", "pnasnet_large")  # In the order made.
 
@@ -257,8 +257,8 @@ def pytest_collection_modifyitems(session, config, items):
   model's; notes what to start in the background."""
   models = {item: _background_model(item) for item in items}
   items.sort(key=lambda item: (BACKGROUND_MODELS.index(models[item]) + 2 if models[item]
-                               else 1 if _needs_nasnet_mobile_tree(item)
-                               else 0.5 if item.get_closest_marker("late") else 0))
+                               else 1 if _needs_nasnet_mobile_tree(item) else 0,
+                               item.get_closest_marker("late") is not None))
   config.stash[_BACKGROUND_WORK] = {
       model: any(models[item] == model and "hub_module_report" in item.fixturenames
                  for item in items)
@@ -302,6 +302,7 @@ class BackgroundExports:
   def __init__(self, root: pathlib.Path, work: dict[str, bool], tree: _Task,
                tree_hub_module: list):
     self.root, self.work, self.tree = root, work, tree
+    self.started: dict[str, object] = {}  # Test module -> its start_in_background's result.
     # hub.Module over the tree's TF1 releases that the tests ask for, once it is made.
     self.tree_hub_module = _Task(lambda: self._check_tree(tree_hub_module))
     self.tree_hub_module_keys = {_release_key(r) for r in tree_hub_module}
@@ -311,11 +312,9 @@ class BackgroundExports:
     self._thread = threading.Thread(target=self._run, name="background-exports", daemon=True)
     self._thread.start()
 
-  def command(self, argv: list[str], timeout: float) -> _Task:
-    """Runs a command (in the repository, output captured) beside the tests, from now;
-    the task's result is its subprocess.CompletedProcess."""
-    return _Task(lambda: subprocess.run(argv, cwd=REPO, capture_output=True, text=True,
-                                        timeout=timeout)).start()
+  def task(self, fn) -> _Task:
+    """Runs fn beside the tests, from now (e.g. run_command calls)."""
+    return _Task(fn).start()
 
   def get(self, model: str) -> _BackgroundModel:
     if model not in self.models:  # Asked for by a test the collection did not foresee.
@@ -399,8 +398,23 @@ def background_exports(request, tmp_path_factory) -> BackgroundExports:
   if request.config.stash.get(_TREE_NEEDED, False):
     tree.start()
   work = request.config.stash.get(_BACKGROUND_WORK, {})
-  return BackgroundExports(tmp_path_factory.mktemp("background_exports"), work, tree,
-                           request.config.stash.get(_TREE_HUB_MODULE, []))
+  background = BackgroundExports(tmp_path_factory.mktemp("background_exports"), work, tree,
+                                 request.config.stash.get(_TREE_HUB_MODULE, []))
+  # A test module may start work of its own now: start_in_background(background,
+  # tmp_path_factory, names of its selected tests) -> what its tests read later.
+  selected: dict[object, set] = {}
+  for item in request.session.items:
+    selected.setdefault(item.module, set()).add(item.originalname)
+  for module, names in selected.items():
+    start = getattr(module, "start_in_background", None)
+    if start is not None:
+      background.started[module.__name__] = start(background, tmp_path_factory, names)
+  return background
+
+
+def run_command(argv: list[str], timeout: float) -> subprocess.CompletedProcess:
+  """A command run in the repository, its output captured."""
+  return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="session")

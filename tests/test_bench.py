@@ -20,7 +20,7 @@ import pytest
 
 from bench import bench_lib, phases, report, targets
 from bench import workloads as workloads_lib
-from tests.conftest import REPO, SHARED, require_shared
+from tests.conftest import REPO, SHARED, make_checkpoint, require_shared, run_command
 
 
 def test_summarize_median_min_max():
@@ -344,34 +344,42 @@ class BenchRun:
   checkpoint_dir: pathlib.Path | None = None
 
 
-# The two `python -m bench` runs are subprocesses: they start with this module's first test
-# and run beside the other tests; the tests that read them run late (conftest.py's ordering).
+# The two `python -m bench` runs are subprocesses: they start with the session
+# (conftest.background_exports calls start_in_background) and run beside the other tests;
+# the tests that read them are marked late.
 CONSTRUCTION_TEST = "test_tiny_construction_run"
 EXPORT_TEST = "test_tiny_run_with_exports_and_export_all"
 
 
-@pytest.fixture(scope="session", autouse=True)
-def bench_runs(request, background_exports, tmp_path_factory, ckpt_factory) -> dict:
-  selected = {item.name for item in request.session.items
-              if item.module.__name__ == __name__}
+def start_in_background(background, tmp_path_factory, selected: set) -> dict:
   runs = {}
-  if CONSTRUCTION_TEST in selected and SHARED.joinpath("checkpoints", "make_ckpt.py").exists():
+  if not SHARED.joinpath("checkpoints", "make_ckpt.py").exists():
+    return runs  # The tests skip, saying why.
+  if CONSTRUCTION_TEST in selected:
     out = tmp_path_factory.mktemp("bench_construction")
-    runs[CONSTRUCTION_TEST] = BenchRun(background_exports.command(_bench_command(
-        out, "--parts=construction", "--construction_rounds=1"), timeout=900), out)
-  if EXPORT_TEST in selected and SHARED.joinpath("checkpoints", "make_ckpt.py").exists():
+    command = _bench_command(out, "--parts=construction", "--construction_rounds=1")
+    runs[CONSTRUCTION_TEST] = BenchRun(background.task(lambda: run_command(command, 900)), out)
+  if EXPORT_TEST in selected:
     root = tmp_path_factory.mktemp("bench_export")
     checkpoint_dir = root / "checkpoint_dir"
-    checkpoint_dir.mkdir()
-    (checkpoint_dir / "nasnet_mobile").symlink_to(ckpt_factory("nasnet_mobile").parent)
-    runs[EXPORT_TEST] = BenchRun(background_exports.command(_bench_command(
+    export_command = _bench_command(
         root / "bench", "--parts=export,inference,export_all", *MEASURED,
         f"--checkpoint_dir={checkpoint_dir}", "--export_all_jobs=1",
         # Stopped after planning (its first line, within seconds even beside the other
         # tests), before a release finishes (half a minute or more): the stopped run's
         # report is what is checked.
-        "--export_all_timeout_s=20"), timeout=1800), root / "bench", checkpoint_dir)
+        "--export_all_timeout_s=20")
+
+    def export_run():
+      make_checkpoint("nasnet_mobile", checkpoint_dir / "nasnet_mobile")
+      return run_command(export_command, 1800)
+    runs[EXPORT_TEST] = BenchRun(background.task(export_run), root / "bench", checkpoint_dir)
   return runs
+
+
+@pytest.fixture(scope="session")
+def bench_runs(background_exports) -> dict:
+  return background_exports.started[__name__]
 
 
 @pytest.mark.late
@@ -411,7 +419,8 @@ MEASURED_HANDLES = ["google/imagenet/nasnet_mobile/classification/3",
 def test_tiny_run_with_exports_and_export_all(bench_runs):
   """One model run over a release per format family, split into phases; inference over every
   workload; export-all stopped early and still reported. The checkpoint is the session's
-  (ckpt_factory: generated once); the construction part is test_tiny_construction_run's."""
+  (generated in the background); the construction part is test_tiny_construction_run's."""
+  require_shared("checkpoints", "make_ckpt.py")
   bench = bench_runs[EXPORT_TEST]
   results = _bench_results(bench.run, bench.output_dir)
   assert results["checkpoints"] == {

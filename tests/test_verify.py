@@ -3,10 +3,10 @@
 Each mutant is a copy of a real, verified nasnet_mobile release from the
 session's export tree (conftest.nasnet_mobile_tree) with one thing changed in
 its files; verification must reject it with a line naming what differs,
-while the untouched release passes. The library call shares one Slim
-reference across the mutants; `python -m exporters.verify` is run on the
-untouched release of each format (which is where they are shown to pass), on
-one mutant, and on a directory it cannot load.
+while the untouched release passes. Each case goes through `python -m
+exporters.verify` (the CLI runs go one after another in the background while
+the other tests run); the TF2 momentum rule and a directory the CLI cannot
+load are checked too.
 """
 import os
 import re
@@ -25,7 +25,7 @@ from exporters.errors import ExportError
 from exporters.formats import hub_module
 from exporters.pipeline import checkpoint_reader
 from exporters.pipeline.reference import SlimReference
-from tests.conftest import REPO
+from tests.conftest import REPO, run_command
 
 REGISTRY = registry.default()
 # A TF1 release with every signature kind (the *_with_bn_hparams ones) and a TF2 one.
@@ -47,12 +47,6 @@ def checked(nasnet_mobile_tree, release_export):
                                                         reference, lambda _: None)
   yield check
   reference.close()
-
-
-def _copy(release, release_export, tmp_path) -> str:
-  export_dir = str(tmp_path / "mutant")
-  shutil.copytree(release_export(release).export_dir, export_dir)
-  return export_dir
 
 
 # ---- Mutations of the written files.
@@ -164,31 +158,6 @@ TF2_MUTANTS = {
 }
 
 
-# That the untouched releases pass is test_cli_exit_status_and_one_line's untouched cases: the
-# CLI runs the same verifier (verify_release), once per format.
-
-
-@pytest.mark.parametrize("mutant", sorted(TF1_MUTANTS))
-def test_tf1_mutant_is_rejected_naming_the_difference(mutant, checked, release_export, tmp_path):
-  mutate, message = TF1_MUTANTS[mutant]
-  export_dir = _copy(TF1_RELEASE, release_export, tmp_path)
-  mutate(export_dir)
-  with pytest.raises(ExportError, match=message) as failure:
-    checked(TF1_RELEASE, export_dir)
-  assert "\n" not in str(failure.value)
-  assert str(failure.value).startswith(f"{TF1_RELEASE.handle_with_version}: verification failed")
-
-
-@pytest.mark.parametrize("mutant", sorted(TF2_MUTANTS))
-def test_tf2_mutant_is_rejected_naming_the_difference(mutant, checked, release_export, tmp_path):
-  mutate, message = TF2_MUTANTS[mutant]
-  export_dir = _copy(TF2_RELEASE, release_export, tmp_path)
-  mutate(export_dir)
-  with pytest.raises(verification.VerificationError, match=message) as failure:
-    checked(TF2_RELEASE, export_dir)
-  assert "\n" not in str(failure.value)
-
-
 def test_the_tf2_momentum_default_is_what_verification_checks(checked, release_export, tmp_path,
                                                               monkeypatch):
   """A TF2 release whose default momentum is another version's fails the training-step check:
@@ -201,35 +170,69 @@ def test_the_tf2_momentum_default_is_what_verification_checks(checked, release_e
     checked(wrong, release_export(TF2_RELEASE).export_dir)
 
 
+def _cli_command(release, export_dir, checkpoint_prefix) -> list[str]:
+  return [sys.executable, "-m", "exporters.verify", f"--model={release.model.name}",
+          f"--module_type={release.module_type}", f"--version={release.version.number}",
+          f"--checkpoint_path={checkpoint_prefix}", f"--export_dir={export_dir}"]
+
+
 def _cli(release, export_dir, checkpoint_prefix):
-  return subprocess.run(
-      [sys.executable, "-m", "exporters.verify", f"--model={release.model.name}",
-       f"--module_type={release.module_type}", f"--version={release.version.number}",
-       f"--checkpoint_path={checkpoint_prefix}", f"--export_dir={export_dir}"],
-      cwd=REPO, capture_output=True, text=True, timeout=600)
+  return subprocess.run(_cli_command(release, export_dir, checkpoint_prefix), cwd=REPO,
+                        capture_output=True, text=True, timeout=600)
 
 
-# One mutant through the CLI: the in-process tests above reject every mutant of both formats,
-# and the CLI's exit 1 with one `error:` line for a TF2 release is
-# test_cli_refuses_what_it_cannot_read_in_one_line's.
-@pytest.mark.parametrize("release, mutant", [
-    (TF1_RELEASE, None), (TF2_RELEASE, None), (TF1_RELEASE, "variable_perturbed")],
-    ids=["tf1-untouched", "tf2-untouched", "tf1-variable_perturbed"])
-def test_cli_exit_status_and_one_line(release, mutant, nasnet_mobile_tree, release_export,
-                                      tmp_path):
-  prefix = nasnet_mobile_tree.checkpoint_dir / "nasnet_mobile" / "model.ckpt"
-  export_dir = release_export(release).export_dir
-  if mutant:
-    mutants = TF1_MUTANTS if release.version.format == "hub" else TF2_MUTANTS
-    export_dir = _copy(release, release_export, tmp_path)
-    mutants[mutant][0](export_dir)
-  result = _cli(release, export_dir, prefix)
+# `python -m exporters.verify` on each untouched release and on each mutant of its files.
+CLI_CASES = {
+    "tf1-untouched": (TF1_RELEASE, None), "tf2-untouched": (TF2_RELEASE, None),
+    **{f"tf1-{m}": (TF1_RELEASE, m) for m in sorted(TF1_MUTANTS)},
+    **{f"tf2-{m}": (TF2_RELEASE, m) for m in sorted(TF2_MUTANTS)},
+}
+
+
+def start_in_background(background, tmp_path_factory, selected: set):
+  """Every case's CLI run, once nasnet_mobile's tree is made: the mutants are made, then
+  the runs go one after another beside the other tests (conftest.background_exports calls
+  this at the session's start); the case tests (marked late) read them."""
+  if "test_cli_exit_status_and_one_line" not in selected:
+    return None
+  root = tmp_path_factory.mktemp("verify_cli")
+
+  def run_cases() -> dict:
+    from exporters import export_tree
+    tree = background.tree.result()
+    prefix = tree.checkpoint_dir / "nasnet_mobile" / "model.ckpt"
+    commands = {}
+    for case, (release, mutant) in CLI_CASES.items():
+      export_dir = str(export_tree.export_path(tree.export_dir, release))
+      if mutant:
+        mutants = TF1_MUTANTS if release.version.format == "hub" else TF2_MUTANTS
+        shutil.copytree(export_dir, root / case)
+        export_dir = str(root / case)
+        mutants[mutant][0](export_dir)
+      commands[case] = _cli_command(release, export_dir, prefix)
+    return {case: run_command(argv, 600) for case, argv in commands.items()}
+  return background.task(run_cases)
+
+
+@pytest.fixture(scope="session")
+def cli_runs(background_exports):
+  return background_exports.started[__name__]
+
+
+@pytest.mark.late
+@pytest.mark.parametrize("case", list(CLI_CASES))
+def test_cli_exit_status_and_one_line(case, cli_runs, nasnet_mobile_tree):
+  """An untouched release passes (exit 0, one summary line); each mutant is rejected (exit
+  1, one `error:` line naming the difference)."""
+  release, mutant = CLI_CASES[case]
+  result = cli_runs.result()[case]
   if mutant is None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"{release.handle_with_version}: verified: every output "
                                     f"within "), result.stdout
     assert result.stdout.count("\n") == 1 and not result.stderr.strip()
   else:
+    mutants = TF1_MUTANTS if release.version.format == "hub" else TF2_MUTANTS
     assert result.returncode == 1, result.stdout
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(
