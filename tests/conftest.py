@@ -522,16 +522,14 @@ def hub_module_report(request, release_export, background_exports, tmp_path_fact
   passes as its `release` parameter while using this fixture; a release
   asked for later gets a process of its own.
   """
-  import registry
   outcomes: dict[tuple, object] = {}  # Release key -> its report, or why there is none.
 
   def wanted(model: str) -> list:
     found = {}
     for item in request.session.items:
-      callspec = getattr(item, "callspec", None)
-      release = callspec.params.get("release") if callspec else None
+      release = _release_param(item)
       if ("hub_module_report" in getattr(item, "fixturenames", ())
-          and isinstance(release, registry.Release) and release.version.format == "hub"
+          and release is not None and release.version.format == "hub"
           and release.model.name == model):
         found.setdefault(_release_key(release), release)
     return list(found.values())

@@ -19,15 +19,11 @@ from tensorflow.core.protobuf import saved_model_pb2
 import registry
 from exporters.formats import hub_module
 from exporters.errors import ExportError
-from tests.conftest import LARGE_MODEL_RELEASES, REPO, golden_releases
+from tests.conftest import LARGE_MODEL_RELEASES, REPO, golden_releases, release_id
 
 FAST_MODEL = "nasnet_mobile"
 RELEASES = [r for r in registry.default().releases(models=[FAST_MODEL])
             if r.version.format == "hub"]
-
-
-def release_id(release: registry.Release) -> str:
-  return f"{release.model.name}-{release.module_type}-v{release.version.number}"
 
 
 IDS = [release_id(r) for r in RELEASES]
