@@ -10,6 +10,8 @@ variables bitwise, every output within the tolerance, the training step's
 moving averages and regularization losses); 1 with one `error:` line naming
 what differs. The release may come from anywhere, e.g. a hub download.
 """
+import os
+import signal
 import sys
 
 from absl import app, flags
@@ -28,9 +30,17 @@ _CHECKPOINT_PATH = flags.DEFINE_string(
 _EXPORT_DIR = flags.DEFINE_string("export_dir", None, "The release's directory.", required=True)
 
 
+def _interrupted(signum, frame):
+  # Verification writes nothing, so stopping at once is safe; a KeyboardInterrupt raised
+  # inside TensorFlow's C++ would surface as another error with a traceback.
+  print("interrupted: nothing was verified", file=sys.stderr, flush=True)
+  os._exit(130)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  signal.signal(signal.SIGINT, _interrupted)
   from exporters.verification import release  # Imports TensorFlow: after cli.run's set-up.
   config = release.VerifyConfig(model=_MODEL.value, module_type=_MODULE_TYPE.value,
                                 version=_VERSION.value, checkpoint_path=_CHECKPOINT_PATH.value,
