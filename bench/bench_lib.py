@@ -47,6 +47,7 @@ from typing import Callable
 import registry as registry_lib
 from bench import phases as phases_lib
 from bench import workloads as workloads_lib
+from bench.workloads import release_filter_flags
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DIR = pathlib.Path(os.environ.get("SHARED_DIR", REPO_ROOT.parent / "shared"))
@@ -458,19 +459,6 @@ def _process_tree_rss(process) -> int:
     except psutil.Error:
       pass
   return total
-
-
-def release_filter_flags(config) -> list[str]:
-  """export_all's --module_types and --versions for the measured releases (`config`: a
-  BenchConfig or its dict in the results)."""
-  if not isinstance(config, dict):
-    config = dataclasses.asdict(config)
-  flags = []
-  if config.get("module_types"):
-    flags.append(f"--module_types={','.join(config['module_types'])}")
-  if config.get("versions"):
-    flags.append(f"--versions={','.join(map(str, config['versions']))}")
-  return flags
 
 
 def run_export_all(config: BenchConfig, models: list[str], checkpoint_dir: pathlib.Path,

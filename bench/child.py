@@ -181,7 +181,7 @@ def run_floor(task: dict) -> dict:
   import tensorflow_hub  # noqa: F401  (what an export-all process imports too)
 
   import registry
-  from exporters.pipeline import slim_graph
+  from exporters.network import slim_graph
 
   imported = time.monotonic()
   reg = registry.default()

@@ -32,7 +32,7 @@ RELEASE_PHASES = ("write", "verify")
 
 # Where a construction is called from (paths relative to the repository).
 PIPELINE_FILE = pathlib.PurePath("exporters", "pipeline", "model_export.py")
-REFERENCE_FILE = pathlib.PurePath("exporters", "pipeline", "reference.py")
+REFERENCE_FILE = pathlib.PurePath("exporters", "network", "reference.py")
 REFERENCE, FORMAT = "reference", "format"  # Who constructed: the reference or a writer.
 # Steps of a model run, named by the function the pipeline called to get there.
 STEP_REFERENCE, STEP_CONSTRUCT, STEP_WRITE, STEP_VERIFY = (
@@ -45,7 +45,7 @@ REQUIRED = (
     ("exporters.pipeline.model_export", "export_model"),
     ("exporters.pipeline.model_export", "_export_family"),
     ("exporters.pipeline.model_export", "_export_release"),
-    ("exporters.pipeline.reference", "SlimReference"),
+    ("exporters.network.reference", "SlimReference"),
     ("exporters.formats.hub_module", "HubModuleConstructions.write"),
     ("exporters.formats.hub_module", "HubModuleConstructions.verify"),
     ("exporters.formats.saved_model_2", "SavedModel2Constructions.write"),
@@ -65,7 +65,7 @@ def missing_call_sites() -> list[str]:
       missing.append(f"{module_name}.{path}")
   # call_site recognizes the pipeline and the reference by their files.
   for module_name, path in (("exporters.pipeline.model_export", PIPELINE_FILE),
-                            ("exporters.pipeline.reference", REFERENCE_FILE)):
+                            ("exporters.network.reference", REFERENCE_FILE)):
     try:
       if _is(pathlib.PurePath(importlib.import_module(module_name).__file__), path):
         continue

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import pathlib
 
-from bench import bench_lib
 from bench import targets as targets_lib
 from bench import workloads as workloads_lib
 
@@ -102,7 +101,7 @@ def _inference_section(results: dict) -> list[str]:
 
 def _release_filter_flags(results: dict) -> list[str]:
   """The --module_types/--versions the run's export parts were narrowed to (none: all)."""
-  return bench_lib.release_filter_flags(results.get("config", {}))
+  return workloads_lib.release_filter_flags(results.get("config", {}))
 
 
 def _export_section(results: dict) -> list[str]:

@@ -57,7 +57,7 @@ def slim_session(model, checkpoint_path: str) -> Workload:
   import tensorflow.compat.v1 as tf1
 
   import registry
-  from exporters.pipeline import slim_graph
+  from exporters.network import slim_graph
 
   graph = tf1.Graph()
   with graph.as_default():
@@ -130,3 +130,16 @@ def load(name: str, model, checkpoint_path: str, exports: dict[str, str]) -> Wor
 def applies(name: str, model_name: str) -> bool:
   """keras.applications has NASNet-A only."""
   return name != KERAS_APPLICATIONS or model_name in KERAS_APPLICATION_FOR_MODEL
+
+
+def release_filter_flags(config) -> list[str]:
+  """export_all's --module_types and --versions for the measured releases (`config`: a
+  BenchConfig or its dict in the results)."""
+  if not isinstance(config, dict):
+    config = dataclasses.asdict(config)
+  flags = []
+  if config.get("module_types"):
+    flags.append(f"--module_types={','.join(config['module_types'])}")
+  if config.get("versions"):
+    flags.append(f"--versions={','.join(map(str, config['versions']))}")
+  return flags

@@ -12,6 +12,7 @@ import sys
 from absl import app, flags
 
 from checkpoints import fetch_lib
+from checkpoints.errors import CheckpointError
 from exporters import cli
 
 _MODEL = flags.DEFINE_string("model", None, "Registry model to fetch, e.g. nasnet_mobile.",
@@ -37,7 +38,7 @@ def main(argv):
     prefix = fetch_lib.ensure_checkpoint(
         _MODEL.value, _DEST.value, mirror=_MIRROR.value, lock_file=_LOCK_FILE.value,
         force=_FORCE.value, retries=_RETRIES.value, progress=fetch_lib.ProgressBar(sys.stderr))
-  except fetch_lib.CheckpointError as err:
+  except CheckpointError as err:
     print(f"error: {err}", file=sys.stderr)
     return 1
   print(prefix)

@@ -42,7 +42,6 @@ import re
 import shutil
 import sys
 import tarfile
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -52,6 +51,8 @@ from typing import Iterable, Mapping, Sequence
 
 import registry
 from checkpoints import catalog
+from checkpoints.errors import CheckpointError
+from exporters import filesystem
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +70,6 @@ CHUNK = 1 << 20
 TIMEOUT_S = 60
 RETRY_DELAY_S = 1.0
 _SHOWN = 3  # How many names an error message lists before "and N more".
-
-
-class CheckpointError(Exception):
-  """A checkpoint cannot be provided; the message says what is wrong."""
 
 
 class _Transient(Exception):
@@ -158,8 +155,7 @@ def ensure_checkpoint(model: str, dest: str | os.PathLike = "checkpoints", *,
 
   source = archive_source(model, mirror)
   pinned = read_lock(lock_file).get(e.archive_name)
-  created = [d for d in (dest, *dest.parents) if not d.exists()]
-  dest.mkdir(parents=True, exist_ok=True)
+  created = filesystem.make_parents(prefix.parent, "the checkpoint folder", CheckpointError)
   try:
     part = dest / f".{e.archive_name}.part"
     progress = progress or Progress()
@@ -180,19 +176,17 @@ def ensure_checkpoint(model: str, dest: str | os.PathLike = "checkpoints", *,
           f"download was deleted. If the new archive is genuine, remove its entry from the lock "
           f"file and fetch again.")
 
-    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{model}.", suffix=".tmp", dir=dest))
     try:
-      staged = _extract(part, e, staging)
-      if validate:
-        validate_checkpoint(staged, model, label=f"the checkpoint in {e.archive_name}",
-                            archive=e.archive_name)
-        content = checkpoint_sha256(staged)
-      _install(staging, prefix.parent)
+      with filesystem.replacing(prefix.parent, "the checkpoint folder",
+                                CheckpointError) as staging:
+        staged = _extract(part, e, pathlib.Path(staging))
+        if validate:
+          validate_checkpoint(staged, model, label=f"the checkpoint in {e.archive_name}",
+                              archive=e.archive_name)
+          content = checkpoint_sha256(staged)
     except CheckpointError:
       part.unlink(missing_ok=True)  # A complete but bad archive: resuming it is no use.
       raise
-    finally:
-      shutil.rmtree(staging, ignore_errors=True)
     # A pin without the content hash (an older lock file) gains it: the archive
     # matched its pinned hash, so the checkpoint extracted from it is the pinned one.
     if validate and (not pinned or "checkpoint_sha256" not in pinned):
@@ -200,22 +194,8 @@ def ensure_checkpoint(model: str, dest: str | os.PathLike = "checkpoints", *,
     part.unlink(missing_ok=True)
     return prefix
   except CheckpointError:
-    for folder in created:  # Deepest first; only what this fetch made and left empty.
-      try:
-        folder.rmdir()
-      except OSError:
-        break  # Not empty: a resumable .part, or something else put there.
+    filesystem.remove_created(created)  # Only what this fetch made and left empty.
     raise
-
-
-def _install(staging: pathlib.Path, target: pathlib.Path):
-  """Renames the verified staging directory to `target`, replacing what was there."""
-  os.chmod(staging, 0o755)
-  old = staging.with_name(staging.name + ".old")
-  if target.exists():
-    os.replace(target, old)
-  os.replace(staging, target)
-  shutil.rmtree(old, ignore_errors=True)
 
 
 # ---- Download.
@@ -406,7 +386,7 @@ def expected_variables(model: str) -> list[tuple[str, tuple[int, ...]]]:
 def read_variable_shapes(prefix: str | os.PathLike, archive: str | None = None
                          ) -> dict[str, list[int]]:
   """name -> shape from the checkpoint's index (the tensors are not read)."""
-  from checkpoints import integrity  # It imports this module (for CheckpointError).
+  from checkpoints import integrity
   return integrity.open_reader(prefix, archive).get_variable_to_shape_map()
 
 
@@ -545,16 +525,7 @@ def _pin(path: str | os.PathLike, archive_name: str, sha256: str, size: int,
       pin["checkpoint_sha256"] = content_sha256
     data.setdefault("archives", {})[archive_name] = pin
     data["archives"] = dict(sorted(data["archives"].items()))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-      with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-      os.chmod(tmp, 0o644)
-      os.replace(tmp, path)
-    except BaseException:
-      os.unlink(tmp)
-      raise
+    filesystem.write_atomically(path, (json.dumps(data, indent=2) + "\n").encode())
   except (OSError, ValueError) as err:
     log.warning("could not pin %s in %s: %s", archive_name, path, err)
     return

@@ -26,7 +26,7 @@ from typing import Iterable
 
 import numpy as np
 
-from checkpoints.fetch_lib import CheckpointError
+from checkpoints.errors import CheckpointError
 
 
 @dataclasses.dataclass(frozen=True)

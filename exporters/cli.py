@@ -28,17 +28,15 @@ import importlib.abc
 import importlib.util
 import logging as py_logging
 import os
-import re
 import sys
 import tempfile
 import warnings
 
 from absl import app, flags, logging
 
+from exporters.compat.tf_internals import TENSORFLOW_LOG_LINE
+
 QUIET_ENV = "EXPORTERS_QUIET_TENSORFLOW"
-# TensorFlow's C++ log lines ("I0000 00:00:17.. port.cc:153] ...") and absl's preamble.
-TENSORFLOW_LOG_LINE = re.compile(
-    r"^([IWEF]\d{4} \d\d:\d\d:\S+\s+\d+ \S+:\d+\] |WARNING: All log messages before absl)")
 
 
 def run(main) -> None:

@@ -21,7 +21,7 @@ _MODEL = flags.DEFINE_string("model", None, "Model name from the registry, e.g. 
 _MODULE_TYPE = flags.DEFINE_enum("module_type", None, ["classification", "feature_vector"],
                                  "What the model outputs: logits or the feature vector.",
                                  required=True)
-_VERSION = flags.DEFINE_integer("version", None, "Published version number (1-5).",
+_VERSION = flags.DEFINE_integer("version", None, "Published version number (the registry's versions of the model).",
                                 required=True)
 _CHECKPOINT_PATH = flags.DEFINE_string(
     "checkpoint_path", None, "Checkpoint prefix, e.g. checkpoints/nasnet_mobile/model.ckpt.",

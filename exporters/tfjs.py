@@ -75,7 +75,7 @@ def _verifier(release, deployment, checkpoint_path: str, backend: str, reference
   """verify(model_dir) comparing the TF.js output with the Slim reference's, which it builds
   (into `references`) when the converted model is there to verify."""
   from exporters.formats import tfjs
-  from exporters.pipeline import reference as reference_lib
+  from exporters.network import reference as reference_lib
 
   def verify(model_dir: str) -> dict:
     if not references:

@@ -41,12 +41,12 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   signal.signal(signal.SIGINT, _interrupted)
-  from exporters.verification import release  # Imports TensorFlow: after cli.run's set-up.
-  config = release.VerifyConfig(model=_MODEL.value, module_type=_MODULE_TYPE.value,
-                                version=_VERSION.value, checkpoint_path=_CHECKPOINT_PATH.value,
-                                export_dir=_EXPORT_DIR.value)
+  from exporters.pipeline import verify_release  # Imports TensorFlow: after cli.run's set-up.
+  config = verify_release.VerifyConfig(model=_MODEL.value, module_type=_MODULE_TYPE.value,
+                                       version=_VERSION.value, checkpoint_path=_CHECKPOINT_PATH.value,
+                                       export_dir=_EXPORT_DIR.value)
   try:
-    result = release.verify_release(config)
+    result = verify_release.verify_release(config)
   except ExportError as e:
     print(f"error: {e}", file=sys.stderr)
     return 1

@@ -29,7 +29,7 @@ class RegistryError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class Model:
   name: str
-  family: str  # "nasnet" or "pnasnet": selects the graph builder family.
+  family: str  # "nasnet" or "pnasnet": selects the card texts of the family.
   display_name: str
   image_size: int
   feature_size: int

@@ -37,9 +37,9 @@ def _frames(*names):
 
 def test_call_site_names_who_constructed_and_the_model_run_step():
   pipeline = "/repo/exporters/pipeline/model_export.py"
-  reference = "/repo/exporters/pipeline/reference.py"
+  reference = "/repo/exporters/network/reference.py"
   hub = "/repo/exporters/formats/hub_module.py"
-  slim_graph = "/repo/exporters/pipeline/slim_graph.py"
+  slim_graph = "/repo/exporters/network/slim_graph.py"
   assert phases.call_site(_frames(f"{slim_graph}:build_outputs", f"{reference}:_build",
                                   f"{reference}:__init__", f"{pipeline}:export_model")) == (
       phases.REFERENCE, phases.STEP_REFERENCE)

@@ -21,7 +21,7 @@ import pytest
 
 from checkpoints import fetch_lib, integrity
 from exporters.errors import ExportError
-from exporters.pipeline import reference
+from exporters.network import reference
 from tests.conftest import REPO
 
 MODEL = "nasnet_mobile"

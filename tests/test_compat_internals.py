@@ -49,3 +49,12 @@ def test_tf1_shim_exposes_variables_and_regularizers_by_slim_name():
   regularizers = tf_keras_internals.shim_regularizers(net)
   assert len(regularizers) == 1
   assert float(next(iter(regularizers.values()))()) == 3.0  # 0.5 * six ones.
+
+
+def test_saving_context_is_the_one_tf_saved_model_save_traces_in():
+  from tensorflow.python.saved_model import save_context
+  assert not save_context.in_save_context()
+  with tf_internals.saving_context():
+    assert save_context.in_save_context()
+    assert isinstance(save_context.get_save_options(), tf.saved_model.SaveOptions)
+  assert not save_context.in_save_context()

@@ -158,7 +158,7 @@ def _events(path: pathlib.Path) -> list[dict]:
 def test_parallel_model_runs_stay_within_the_memory_budget(tmp_path, fake_ckpts, monkeypatch):
   events = tmp_path / "events.jsonl"
   monkeypatch.setenv("FAKE_EXPORT_LOG", str(events))
-  monkeypatch.setenv("FAKE_EXPORT_SECONDS", "0.5")
+  monkeypatch.setenv("FAKE_EXPORT_SECONDS", "2")  # Overlap despite slow worker starts.
   for model in THREE_MODELS:
     monkeypatch.setitem(plan_lib.MEMORY_GB, model, 2.0)
   # Room for 3 model runs, memory for 2.
@@ -261,7 +261,7 @@ def test_the_run_says_its_jobs_choice_first_and_runs_that_many(tmp_path, fake_ck
                                                                  monkeypatch):
   events = tmp_path / "events.jsonl"
   monkeypatch.setenv("FAKE_EXPORT_LOG", str(events))
-  monkeypatch.setenv("FAKE_EXPORT_SECONDS", "0.5")
+  monkeypatch.setenv("FAKE_EXPORT_SECONDS", "2")  # Overlap despite slow worker starts.
   two_models = THREE_MODELS[:2]
   for model in two_models:
     monkeypatch.setitem(plan_lib.MEMORY_GB, model, 2.0)

@@ -21,7 +21,7 @@ import pytest
 
 import registry
 from exporters.formats import saved_model_2
-from exporters.pipeline import slim_graph
+from exporters.network import slim_graph
 
 FAST_MODEL = "nasnet_mobile"
 FINE_TUNING_MOMENTUM = 0.997
@@ -92,7 +92,7 @@ def files_digest(export_dir: str) -> dict:
 
 @pytest.fixture(scope="module")
 def checkpoint_values(ckpt_factory):
-  from exporters.pipeline import checkpoint_reader
+  from exporters.network import checkpoint_reader
   return checkpoint_reader.read_checkpoint(FAST_MODEL, str(ckpt_factory(FAST_MODEL))).values
 
 

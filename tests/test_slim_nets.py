@@ -8,8 +8,8 @@ import tensorflow.compat.v1 as tf
 
 import registry
 import slim_nets
-from exporters.pipeline import slim_graph
-from exporters.pipeline.reference import SlimReference
+from exporters.network import slim_graph
+from exporters.network.reference import SlimReference
 from slim_nets import manifest
 from tests.conftest import require_shared
 

@@ -23,8 +23,8 @@ import registry
 from exporters import formats, verification
 from exporters.errors import ExportError
 from exporters.formats import hub_module
-from exporters.pipeline import checkpoint_reader
-from exporters.pipeline.reference import SlimReference
+from exporters.network import checkpoint_reader
+from exporters.network.reference import SlimReference
 from tests.conftest import REPO, run_command
 
 REGISTRY = registry.default()
@@ -251,7 +251,7 @@ def test_cli_refuses_what_it_cannot_read_in_one_line(nasnet_mobile_tree, tmp_pat
       f"load "), result.stderr
   # An absent directory is refused before any work, by the same verify_release the CLI runs
   # (how the CLI prints an ExportError is shown above), so in-process.
-  from exporters.verification import release as release_lib
+  from exporters.pipeline import verify_release as release_lib
   with pytest.raises(ExportError, match=r"^--export_dir '.*absent' is not a directory$"):
     release_lib.verify_release(release_lib.VerifyConfig(
         model="nasnet_mobile", module_type=TF2_RELEASE.module_type,

@@ -11,13 +11,12 @@ its keys and values; everything else in a card is the same in every schema.
 from __future__ import annotations
 
 import dataclasses
-import os
 import pathlib
-import tempfile
 
 import jinja2
 
 import registry
+from exporters import filesystem
 from exporters.cards import card_validator
 
 TEMPLATE_DIR = pathlib.Path(__file__).with_name("templates")
@@ -235,7 +234,7 @@ def run(config: DocsConfig, reg: registry.Registry | None = None) -> DocsResult:
   removed = [] if config.filtered else [p for p in _existing_cards(out, reg) if p not in cards]
   if not config.check:
     for p in changed:
-      _write_atomically(out / p, cards[p])
+      filesystem.write_atomically(out / p, cards[p].encode("utf-8"))
     for p in removed:
       (out / p).unlink()
   return DocsResult(cards=tuple(cards), changed=tuple(changed), removed=tuple(removed),
@@ -352,17 +351,3 @@ def _read_bytes(path: pathlib.Path) -> bytes | None:
     return path.read_bytes()
   except FileNotFoundError:
     return None
-
-
-def _write_atomically(path: pathlib.Path, text: str) -> None:
-  """Writes through a temporary file in the same folder, so readers never see half a card."""
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-  try:
-    with os.fdopen(fd, "wb") as f:
-      f.write(text.encode("utf-8"))
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-  except BaseException:
-    pathlib.Path(tmp).unlink(missing_ok=True)
-    raise

@@ -5,17 +5,25 @@
   trace cache by the variable policy of the context it traces in. The TF2
   writer traces the network inside the same context, so that each of the
   model's releases reuses the traces instead of constructing the network
-  again (tests/test_compat_internals.py counts the traces).
+  again (tests/test_compat_internals.py checks that it is the save context).
 - `fingerprinting_utils.write_fingerprint`: `tf.saved_model.save` writes
   `fingerprint.pb` from the saved_model.pb it wrote; after the exporters make
   saved_model.pb canonical (exporters.formats.canonical) its fingerprint must
   be computed again, by TensorFlow's own code, not a copy of it.
+- `TENSORFLOW_LOG_LINE`: the form of TensorFlow's C++ log lines, which the
+  command lines filter from what a user sees (exporters.cli, export_all's
+  worker output).
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import uuid
+
+# TensorFlow's C++ log lines ("I0000 00:00:17.. port.cc:153] ...") and absl's preamble.
+TENSORFLOW_LOG_LINE = re.compile(
+    r"^([IWEF]\d{4} \d\d:\d\d:\S+\s+\d+ \S+:\d+\] |WARNING: All log messages before absl)")
 
 FINGERPRINT_FILENAME = "fingerprint.pb"
 

@@ -82,7 +82,7 @@ class _SharedReference:
       raise ExportError(self._error)
     try:
       if self._reference is None:
-        from exporters.pipeline import reference
+        from exporters.network import reference
         self._reference = reference.SlimReference(self.model, self.num_classes,
                                                   str(self.checkpoint))
       return self._reference.expected(training=False)

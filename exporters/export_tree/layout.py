@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import os
 import pathlib
-import shutil
-import tempfile
 
 import registry as registry_lib
+# Temporary entries (safe to delete under the lock) and the one way a file is written.
+from exporters.filesystem import TEMP_PREFIXES, remove_entry, write_atomically  # noqa: F401
 
-TEMP_PREFIXES = (".tmp-", ".old-")  # The pipeline's and ours; safe to delete under the lock.
 
 
 def handle_dir(export_dir: str | os.PathLike, release: registry_lib.Release) -> pathlib.Path:
@@ -72,26 +71,9 @@ def remove_stale_temporaries(export_dir: pathlib.Path, reg: registry_lib.Registr
       continue
     for entry in sorted(handle.iterdir()):
       if entry.name.startswith(TEMP_PREFIXES):
-        if entry.is_dir() and not entry.is_symlink():
-          shutil.rmtree(entry, ignore_errors=True)
-        else:
-          entry.unlink(missing_ok=True)
+        remove_entry(entry)
         removed.append(str(entry))
   return removed
-
-
-def write_atomically(path: pathlib.Path, data: bytes) -> None:
-  """Writes a temporary sibling and renames it, so a crash never leaves half a file."""
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
-  try:
-    with os.fdopen(fd, "wb") as f:
-      f.write(data)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-  except BaseException:
-    pathlib.Path(tmp).unlink(missing_ok=True)
-    raise
 
 
 def directory_size(path: pathlib.Path) -> int:

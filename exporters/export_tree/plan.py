@@ -105,6 +105,7 @@ def provide_checkpoints(models: list[str], config: ExportAllConfig,
                         log: Callable[[str], None]) -> dict[str, pathlib.Path]:
   """model -> checkpoint prefix, fetching the absent ones; raises before any export work."""
   from checkpoints import fetch_lib
+  from checkpoints.errors import CheckpointError
   prefixes, problems = {}, []
   for model in models:
     prefix = fetch_lib.checkpoint_prefix(model, config.checkpoint_dir)
@@ -116,7 +117,7 @@ def provide_checkpoints(models: list[str], config: ExportAllConfig,
       prefixes[model] = fetch_lib.ensure_checkpoint(
           model, config.checkpoint_dir, mirror=config.mirror, lock_file=lock_file(config),
           progress=fetch_lib.ProgressBar(sys.stderr))
-    except fetch_lib.CheckpointError as e:
+    except CheckpointError as e:
       problems.append(f"{model}: {e}")
   if problems:
     raise ExportError(

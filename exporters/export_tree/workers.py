@@ -23,7 +23,7 @@ import threading
 import time
 from typing import Callable
 
-from exporters import cli
+from exporters.compat.tf_internals import TENSORFLOW_LOG_LINE
 from exporters.export_tree import plan as plan_lib, stamps
 from exporters.export_tree.plan import ExportAllConfig, ModelJob, ReleaseJob
 
@@ -168,7 +168,7 @@ class _Worker:
     complete = data[:data.rfind(b"\n") + 1]
     self._log_offset += len(complete)
     return [line for line in complete.decode(errors="replace").splitlines()
-            if not cli.TENSORFLOW_LOG_LINE.match(line)]
+            if not TENSORFLOW_LOG_LINE.match(line)]
 
   def unreported(self) -> list[tuple[ReleaseJob, ReleaseReport]]:
     """After the process ended: its releases that it never reported, failed with its reason."""

@@ -43,8 +43,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2, rewriter_config_pb2, saved_model_pb2
 
-from exporters.pipeline import slim_graph
-from exporters.pipeline.checkpoint_reader import CheckpointValues
+from exporters.network import slim_graph
+from exporters.network.checkpoint_reader import CheckpointValues
 from exporters.errors import ExportError
 from exporters import verification
 from registry import Release

@@ -47,7 +47,7 @@ from exporters.errors import ExportError
 from exporters import verification
 from exporters.formats import canonical
 from exporters.verification import VerificationError
-from exporters.pipeline import slim_graph
+from exporters.network import slim_graph
 
 # The serving signature's input and output names: the argument name of
 # `__call__`, and the key TensorFlow gives a signature's single unnamed output.

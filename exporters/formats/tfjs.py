@@ -57,6 +57,7 @@ import tempfile
 import time
 from typing import Callable
 
+from exporters import filesystem
 from exporters.errors import ExportError
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -99,21 +100,16 @@ def convert(parent_dir: str, output_dir: str, converter: str = CONVERTER,
     raise ExportError(f"the TF.js converter {converter} is missing; build its environment "
                       f"with `make tfjs-env`")
   start = time.monotonic()
-  created = _make_parents(output_dir)
-  tmp_root = None
-  try:
-    tmp_root = _temporary_dir(output_dir)
-    tmp_out = os.path.join(tmp_root, "model")
-    _run_converter(converter, parent_dir, tmp_out, timeout_s)
+  with filesystem.replacing(output_dir, "the TF.js model", ExportError) as tmp_out:
+    # The converter makes its output folder itself (it refuses one that exists).
+    converted = os.path.join(tmp_out, "converted")
+    _run_converter(converter, parent_dir, converted, timeout_s)
+    for name in os.listdir(converted):
+      os.rename(os.path.join(converted, name), os.path.join(tmp_out, name))
+    os.rmdir(converted)
     files, model = _check_output(tmp_out)
     model = _canonicalize(os.path.join(tmp_out, MODEL_JSON), model)
     verification = verify(tmp_out) if verify is not None else None
-    _move_into_place(tmp_out, output_dir)
-  finally:
-    if tmp_root:
-      shutil.rmtree(tmp_root, ignore_errors=True)
-    if not os.path.isdir(output_dir):
-      _remove_empty(created)
   return TfjsModel(output_dir, files, model.get("convertedBy", ""),
                    model.get("generatedBy", ""), time.monotonic() - start, verification)
 
@@ -126,43 +122,6 @@ def _check_parent(parent_dir: str) -> None:
     if not os.path.isfile(os.path.join(parent_dir, name)):
       raise ExportError(f"parent export {parent_dir!r} is not a TF1 Hub format export "
                         f"({name} is missing)")
-
-
-def _make_parents(output_dir: str) -> list[str]:
-  """Creates output_dir's missing parent folders; returns them, outermost first."""
-  missing = []
-  ancestor = os.path.dirname(os.path.abspath(output_dir))
-  while not os.path.isdir(ancestor):
-    if os.path.lexists(ancestor):
-      raise ExportError(f"cannot create {output_dir!r}: {ancestor!r} is not a directory")
-    missing.append(ancestor)
-    ancestor = os.path.dirname(ancestor)
-  missing.reverse()
-  try:
-    for folder in missing:
-      os.mkdir(folder)
-  except OSError as e:
-    _remove_empty(missing)
-    raise ExportError(f"cannot create {output_dir!r}: {e.strerror or e}") from None
-  return missing
-
-
-def _remove_empty(created: list[str]) -> None:
-  """Removes the parent folders a failed conversion created, deepest first, if still empty."""
-  for folder in reversed(created):
-    try:
-      os.rmdir(folder)
-    except OSError:
-      pass  # Something else is in it now.
-
-
-def _temporary_dir(output_dir: str) -> str:
-  parent = os.path.dirname(os.path.abspath(output_dir))
-  try:
-    tmp_root = tempfile.mkdtemp(prefix=f".tmp-{os.path.basename(output_dir)}-", dir=parent)
-  except OSError as e:
-    raise ExportError(f"cannot write into {parent!r}: {e.strerror or e}") from None
-  return tmp_root
 
 
 def _run_converter(converter: str, parent_dir: str, out_dir: str, timeout_s: float) -> None:
@@ -230,20 +189,6 @@ def _canonicalize(path: str, model: dict) -> dict:
   with open(path, "w", encoding="utf-8") as f:
     json.dump(model, f)  # The converter's own json.dump settings.
   return model
-
-
-def _move_into_place(tmp_out: str, output_dir: str) -> None:
-  # mkdtemp-made parents are private; the model is published, so it is readable by all.
-  umask = os.umask(0)
-  os.umask(umask)
-  os.chmod(tmp_out, 0o777 & ~umask)
-  old = None
-  if os.path.lexists(output_dir):
-    old = tempfile.mkdtemp(prefix=".old-", dir=os.path.dirname(os.path.abspath(output_dir)))
-    os.rename(output_dir, os.path.join(old, "model"))
-  os.rename(tmp_out, output_dir)
-  if old:
-    shutil.rmtree(old, ignore_errors=True)
 
 
 # ---- The real TF.js runtime (exporters/tfjs_runtime).
@@ -356,7 +301,7 @@ def verify_release_deployment(model_dir: str, release, expected: dict, what: str
   Slim reference's outputs on them (`SlimReference.expected()`), `output` being the one
   the release's module type returns (exporters.verification.OUTPUT_OF_MODULE_TYPE)."""
   from exporters import verification
-  from exporters.pipeline import slim_graph
+  from exporters.network import slim_graph
   output = verification.OUTPUT_OF_MODULE_TYPE[release.module_type]
   result = verify_in_runtime(model_dir, slim_graph.probe_images(release.model),
                              expected[output], f"{what} {output}", backend=backend,

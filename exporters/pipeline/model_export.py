@@ -4,7 +4,7 @@ The model is the unit of work. One run
   1. reads the checkpoint once, every tensor whole, checksummed and checked
      finite (checkpoints.integrity), before constructing anything;
   2. constructs the verification reference's inference graph, which also
-     lists the variables the network has (exporters.pipeline.reference), and
+     lists the variables the network has (exporters.network.reference), and
      keeps exactly those variables' values, strictly matched;
   3. per format family in the plan, lets the format writer construct the
      network once per mode (exporters.formats) and derives each release from
@@ -21,18 +21,17 @@ from __future__ import annotations
 import dataclasses
 import gc
 import os
-import shutil
-import tempfile
 import time
 from typing import Callable
 
 import registry as registry_lib
-from exporters import formats
+from exporters import filesystem, formats
 from exporters.errors import ExportError
-from exporters.pipeline import checkpoint_reader
-from exporters.pipeline.reference import SlimReference
+from exporters.network import checkpoint_reader
+from exporters.network.reference import SlimReference
 
 Log = Callable[[str], None]
+EXPORT_DIR = "--export_dir"  # What a release's destination is called in messages.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,57 +90,9 @@ def _check_destination(export_dir: str, overwrite: bool, created: list[str]) -> 
     if os.listdir(export_dir) and not overwrite:
       raise ExportError(f"--export_dir {export_dir!r} exists and is not empty; "
                         f"pass --overwrite to replace it")
-  parent = ancestor = os.path.dirname(os.path.abspath(export_dir))
-  missing = []
-  while not os.path.isdir(ancestor):
-    if os.path.lexists(ancestor):
-      raise ExportError(f"cannot create --export_dir {export_dir!r}: {ancestor!r} is not a "
-                        f"directory")
-    missing.append(ancestor)
-    ancestor = os.path.dirname(ancestor)
-  for folder in reversed(missing):
-    try:
-      os.mkdir(folder)
-    except OSError as e:
-      raise ExportError(f"cannot create {folder!r} (for --export_dir): "
-                        f"{e.strerror or e}") from None
-    created.append(folder)
+  created += filesystem.make_parents(export_dir, EXPORT_DIR, ExportError)
   # A real write, not os.access: root passes os.access where nothing can be made (/proc).
-  try:
-    os.rmdir(tempfile.mkdtemp(prefix=".tmp-probe-", dir=parent))
-  except OSError as e:
-    raise ExportError(f"cannot write into {parent!r} (parent of --export_dir): "
-                      f"{e.strerror or e}") from None
-
-
-def _remove_created(created: list[str]) -> None:
-  """Removes the folders an export created that stayed empty (deepest first), only those."""
-  for folder in reversed(created):
-    try:
-      os.rmdir(folder)
-    except OSError:
-      pass  # Not empty (an export is in it) or gone.
-
-
-def _move_into_place(tmp_dir: str, export_dir: str) -> None:
-  """Renames the verified export into place; an old export is replaced whole."""
-  old = None
-  if os.path.exists(export_dir):
-    old = tempfile.mkdtemp(prefix=".old-", dir=os.path.dirname(os.path.abspath(export_dir)))
-    os.rename(export_dir, os.path.join(old, "export"))
-  os.rename(tmp_dir, export_dir)
-  if old:
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _temporary_dir(export_dir: str) -> str:
-  parent = os.path.dirname(os.path.abspath(export_dir))
-  tmp_dir = tempfile.mkdtemp(prefix=f".tmp-{os.path.basename(export_dir)}-", dir=parent)
-  # mkdtemp makes the directory private (0700); a published export is readable by all.
-  umask = os.umask(0)
-  os.umask(umask)
-  os.chmod(tmp_dir, 0o777 & ~umask)
-  return tmp_dir
+  os.rmdir(filesystem.temporary_dir(export_dir, EXPORT_DIR, ExportError))
 
 
 def error_text(e: BaseException) -> str:
@@ -173,7 +124,7 @@ def export_model(config: ModelExportConfig, log: Log = print,
       _check_destination(target.export_dir, config.overwrite, created)
     return _export_model(config, releases, registry, log, on_done)
   finally:
-    _remove_created(created)  # A failed export leaves none of the folders it made.
+    filesystem.remove_created(created)  # A failed export leaves none of the folders it made.
 
 
 def _export_model(config: ModelExportConfig, releases, registry: registry_lib.Registry, log: Log,
@@ -239,19 +190,14 @@ def _export_family(family, checkpoint, reference, model_seconds: dict, log: Log,
 
 def _export_release(constructions, release, target: ReleaseTarget, checkpoint, reference,
                     log: Log) -> ExportResult:
-  tmp_dir = _temporary_dir(target.export_dir)
   seconds = {}
-  try:
+  with filesystem.replacing(target.export_dir, EXPORT_DIR, ExportError) as tmp_dir:
     start = time.monotonic()
     constructions.write(release, tmp_dir, log)
     seconds["write"] = time.monotonic() - start
     start = time.monotonic()
     verification = constructions.verify(release, tmp_dir, reference, log)
     seconds["verify"] = time.monotonic() - start
-    _move_into_place(tmp_dir, target.export_dir)
-  except BaseException:
-    shutil.rmtree(tmp_dir, ignore_errors=True)
-    raise
   log(f"{release.handle_with_version}: verified and written to {target.export_dir}")
   return ExportResult(release.handle, release.version.number, release.version.format,
                       target.export_dir, checkpoint.unused, verification, seconds)

@@ -355,26 +355,41 @@ def publish_one(export: _Export, dest: str, force: bool,
     status = _stage_card_and_manifest(
         export.card, card, _manifest_bytes(manifest(export, sha256, size)), manifest_file,
         status, staged, temps)
-    for tmp, path in staged:
-      gfile.rename(tmp, path, overwrite=True)
-      renamed.append(tmp)
-      placed.append(path)
+    _rename_in_order(staged, renamed, placed)
   except BaseException as e:
-    new_version = status in (None, "published")
-    if new_version:  # Take back what this run put in place.
-      _remove_quietly(placed)
-      _prune_empty_dirs(_dirname(archive), dest)
-    if isinstance(e, _storage_errors()):
-      outcome = "nothing of it was left there" if new_version else "publish again to complete it"
-      raise ExportError(
-          f"cannot publish {label} to {dest}: {_storage_message(e)}; {outcome}") from None
-    raise
+    _fail(e, label, dest, status, placed, _dirname(archive))
   finally:
     _remove_quietly([t for t in temps if t not in renamed])
   provenance = checkpoint_provenance(export.stamp)
   log(f"{label}: {status} ({size} bytes, sha256 {sha256}; checkpoint: {provenance})")
   return Published(handle=label, archive=archive, sha256=sha256, size=size, status=status,
                    checkpoint_provenance=provenance)
+
+
+def _rename_in_order(staged: list[tuple[str, str]], renamed: list[str], placed: list[str]
+                     ) -> None:
+  """Renames each (temporary, target) over its target, in order (the manifest comes last)."""
+  gfile = _gfile()
+  for tmp, path in staged:
+    gfile.rename(tmp, path, overwrite=True)
+    renamed.append(tmp)
+    placed.append(path)
+
+
+def _fail(e: BaseException, label: str, dest: str, status: str | None, placed: list[str],
+          folder: str) -> None:
+  """Called in `except` of a version's publish (release or deployment): a new version is
+  taken back whole (what this run placed, and the folders left empty up to `dest`); a
+  storage error becomes one line saying what is left; anything else is raised again."""
+  new_version = status in (None, "published")
+  if new_version:
+    _remove_quietly(placed)
+    _prune_empty_dirs(folder, dest)
+  if isinstance(e, _storage_errors()):
+    outcome = "nothing of it was left there" if new_version else "publish again to complete it"
+    raise ExportError(
+        f"cannot publish {label} to {dest}: {_storage_message(e)}; {outcome}") from None
+  raise e
 
 
 def _stage_card_and_manifest(card_source: str, card: str, manifest_bytes: bytes,
@@ -530,23 +545,12 @@ def publish_deployment(dep: _Deployment, dest: str, force: bool,
     status = _stage_card_and_manifest(
         dep.card, card, _manifest_bytes(deployment_manifest(dep, new)), manifest_file,
         status, staged, temps)
-    for tmp, path in staged:
-      gfile.rename(tmp, path, overwrite=True)
-      renamed.append(tmp)
-      placed.append(path)
+    _rename_in_order(staged, renamed, placed)
     for name in old:
       if name not in new:  # A replaced version keeps no file of the old one.
         gfile.remove(_join(folder, name))
   except BaseException as e:
-    new_version = status in (None, "published")
-    if new_version:
-      _remove_quietly(placed)
-      _prune_empty_dirs(folder, dest)
-    if isinstance(e, _storage_errors()):
-      outcome = "nothing of it was left there" if new_version else "publish again to complete it"
-      raise ExportError(
-          f"cannot publish {label} to {dest}: {_storage_message(e)}; {outcome}") from None
-    raise
+    _fail(e, label, dest, status, placed, folder)
   finally:
     _remove_quietly([t for t in temps if t not in renamed])
   size = sum(f["size"] for f in new.values())

@@ -16,7 +16,7 @@ and this module is where the rules of that comparison are stated, once:
   comparison (NaN equals nothing, Inf is close to Inf), then shapes, then the
   largest difference, each failure one line naming what differs.
 
-`exporters.verification.release` verifies a release on disk against a
+`exporters.pipeline.verify_release` verifies a release on disk against a
 checkpoint (`python -m exporters.verify`).
 """
 from __future__ import annotations

@@ -56,8 +56,8 @@ def verify_release(config: VerifyConfig, log: Callable[[str], None] = lambda _: 
                    registry: registry_lib.Registry | None = None) -> VerifyResult:
   """Raises ExportError with one line naming what differs (or what could not be read)."""
   from exporters import formats
-  from exporters.pipeline import checkpoint_reader
-  from exporters.pipeline.reference import SlimReference
+  from exporters.network import checkpoint_reader
+  from exporters.network.reference import SlimReference
 
   registry = registry or registry_lib.default()
   try:

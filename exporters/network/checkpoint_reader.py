@@ -18,7 +18,7 @@ import os
 import numpy as np
 
 from checkpoints import fetch_lib, integrity
-from checkpoints.fetch_lib import CheckpointError
+from checkpoints.errors import CheckpointError
 from exporters.errors import ExportError
 
 

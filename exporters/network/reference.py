@@ -14,7 +14,7 @@ import tensorflow.compat.v1 as tf
 
 from checkpoints import integrity
 from exporters.errors import ExportError
-from exporters.pipeline import slim_graph
+from exporters.network import slim_graph
 from registry import Model
 
 
