@@ -20,7 +20,9 @@ LAYERS = (
     # package files exporters/__init__.py and checkpoints/__init__.py (EMPTY_PACKAGES).
     ("registry",),
     ("slim_nets",),
-    ("checkpoints.catalog", "checkpoints.integrity", "checkpoints.fetch_lib"),
+    ("checkpoints.catalog", "checkpoints.integrity", "checkpoints.layout", "checkpoints.download",
+     "checkpoints.archive", "checkpoints.matching", "checkpoints.provenance",
+     "checkpoints.fetch_lib"),
     ("exporters.compat",),
     ("exporters.network",),  # The Slim graph, the checkpoint matched to it, the reference.
     ("exporters.verification",),  # What verifying means, for every artifact.
