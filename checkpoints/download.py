@@ -14,6 +14,7 @@ import urllib.request
 
 from checkpoints.errors import CheckpointError
 from checkpoints.layout import is_http
+from checkpoints.regular_file import open_regular
 
 log = logging.getLogger(__name__)
 
@@ -31,15 +32,20 @@ class Unavailable(Exception):
 
 
 def download(source: str, part: pathlib.Path, pinned_size: int | None, retries: int,
-              progress: "Progress", label: str, retry_delay_s: float):
-  """Brings `part` to the complete archive, resuming it over HTTP when possible."""
+              progress: "Progress", label: str, retry_delay_s: float, max_bytes: int):
+  """Brings `part` to the complete archive, resuming it over HTTP when possible.
+
+  Never writes past the pinned size, or `max_bytes` without a pin: a source
+  that sends more is stopped there and the part file deleted.
+  """
+  limit = pinned_size if pinned_size is not None else max_bytes
   if not is_http(source):
-    _copy_local(pathlib.Path(source), part, progress, label)
+    _copy_local(pathlib.Path(source), part, progress, label, limit)
     return
   problem = None
   for attempt in range(1, max(retries, 1) + 1):
     try:
-      _download_http(source, part, pinned_size, progress, label)
+      _download_http(source, part, pinned_size, progress, label, limit)
       return
     except Transient as err:
       problem = err
@@ -56,7 +62,7 @@ def download(source: str, part: pathlib.Path, pinned_size: int | None, retries: 
 
 
 def _download_http(url: str, part: pathlib.Path, pinned_size: int | None,
-                   progress: "Progress", label: str):
+                   progress: "Progress", label: str, limit: int):
   """One attempt: continues `part` from its size; raises Transient when cut short."""
   offset = part.stat().st_size if part.exists() else 0
   if pinned_size is not None and offset >= pinned_size:
@@ -97,7 +103,7 @@ def _download_http(url: str, part: pathlib.Path, pinned_size: int | None,
     done = offset
     progress.start(label, done, total)
     try:
-      with open(part, mode) as f:
+      with _writing(part, mode) as f:
         while True:
           try:
             chunk = response.read(CHUNK)
@@ -105,7 +111,8 @@ def _download_http(url: str, part: pathlib.Path, pinned_size: int | None,
             raise Transient(f"connection lost after {done} bytes ({err})") from None
           if not chunk:
             break
-          f.write(chunk)
+          _refuse_past(limit, done + len(chunk), part, label, pinned_size is not None)
+          _write(f, chunk, part)
           done += len(chunk)
           progress.update(done)
     finally:
@@ -125,20 +132,22 @@ def _content_range(header: str) -> tuple[int | None, int | None, int | None]:
   return tuple(int(g) if g and g != "*" else None for g in m.groups())
 
 
-def _copy_local(path: pathlib.Path, part: pathlib.Path, progress: "Progress", label: str):
+def _copy_local(path: pathlib.Path, part: pathlib.Path, progress: "Progress", label: str,
+                limit: int):
   try:
-    src = open(path, "rb")
-  except FileNotFoundError:
-    raise Unavailable(f"{path} does not exist") from None
-  except OSError as err:
+    src = open_regular(path, "mirror archive")
+  except CheckpointError as err:
+    if not path.exists():
+      raise Unavailable(f"{path} does not exist") from None
     raise Unavailable(err) from None
   with src:
     total, done = os.fstat(src.fileno()).st_size, 0
     progress.start(label, 0, total)
     try:
-      with open(part, "wb") as f:
+      with _writing(part, "wb") as f:
         while chunk := src.read(CHUNK):
-          f.write(chunk)
+          _refuse_past(limit, done + len(chunk), part, label, False)
+          _write(f, chunk, part)
           done += len(chunk)
           progress.update(done)
     except BaseException:
@@ -147,6 +156,34 @@ def _copy_local(path: pathlib.Path, part: pathlib.Path, progress: "Progress", la
     finally:
       progress.finish()
 
+
+def _refuse_past(limit: int, size: int, part: pathlib.Path, label: str, pinned: bool):
+  """Stops a source that sends more than the archive can be, before writing the excess."""
+  if size > limit:
+    part.unlink(missing_ok=True)
+    bound = "its pinned size" if pinned else "the bound its model's variables imply"
+    raise CheckpointError(f"oversized download: {label} sends more than {limit} bytes "
+                          f"({bound}); stopped, and the partial file was deleted")
+
+
+def _writing(part: pathlib.Path, mode: str):
+  """The part file opened for writing; a filesystem fault is one CheckpointError line."""
+  try:
+    return open(part, mode, buffering=0)  # Unbuffered: a full disk fails in _write, not close.
+  except OSError as err:
+    raise CheckpointError(f"cannot write {part}: {err.strerror or err}") from None
+
+
+def _write(f, chunk: bytes, part: pathlib.Path):
+  try:
+    view = memoryview(chunk)
+    while view:
+      view = view[f.write(view):]
+  except OSError as err:  # A full or failing disk: what was written is no use to resume.
+    f.close()
+    part.unlink(missing_ok=True)
+    raise CheckpointError(f"cannot write {part}: {err.strerror or err}; the partial file "
+                          f"was deleted") from None
 
 
 class Progress:

@@ -32,6 +32,8 @@ its released name; `CHECKPOINT_MIRROR` is the default mirror.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import pathlib
 
@@ -40,7 +42,8 @@ from checkpoints.download import Progress, ProgressBar
 from checkpoints.errors import CheckpointError
 from checkpoints.layout import (MIRROR_ENV, archive_source, checkpoint_prefix, entry,
                                 has_checkpoint, how_to_provide)
-from checkpoints.matching import (expected_variables, is_optional_variable,
+from checkpoints.matching import (INDEX_OR_META_BYTES, archive_variables, data_bytes,
+                                  expected_variables, is_optional_variable,
                                   read_variable_shapes, validate_checkpoint, variable_problems)
 from checkpoints.provenance import (DEFAULT_LOCK_FILE, LOCK_ABOUT, PINNED, UNVERIFIED,
                                     checkpoint_provenance, checkpoint_sha256, file_sha256,
@@ -68,61 +71,109 @@ def ensure_checkpoint(model: str, dest: str | os.PathLike = "checkpoints", *,
   A checkpoint already there (fetched before, or placed by hand) is validated
   against the graph, read back whole and returned; `force` fetches it again
   and replaces it. `validate=False` skips both checks (and then pins nothing).
+  Fetches of one model into one `dest` take turns (`_destination_lock`).
   """
-  e = entry(model)
   dest = pathlib.Path(dest)
   prefix = checkpoint_prefix(model, dest)
   if has_checkpoint(prefix) and not force:
-    if validate:
-      validate_checkpoint(prefix, model, expected=expected_variables(model),
-                          fix="fetch it again with --force to replace it")
-    return prefix
-  if prefix.parent.exists() and any(prefix.parent.iterdir()) and not force:
-    raise CheckpointError(
-        f"{prefix.parent} exists but holds no {prefix.name}.index; complete or remove it, "
-        f"or fetch with --force to replace it")
-
-  source = archive_source(model, mirror)
-  pinned = read_lock(lock_file).get(e.archive_name)
+    return _present(prefix, model, validate)
+  if prefix.parent.exists() and not prefix.parent.is_dir():
+    raise CheckpointError(f"{prefix.parent} is not a folder; remove it or fetch into another "
+                          f"--dest")
   created = filesystem.make_parents(prefix.parent, "the checkpoint folder", CheckpointError)
   try:
-    part = dest / f".{e.archive_name}.part"
-    progress = progress or Progress()
-    label = f"{e.archive_name} from {source}"
-    try:
-      download.download(source, part, pinned["size"] if pinned else None, retries, progress,
-                        label, RETRY_DELAY_S)
-    except download.Unavailable as err:
-      raise CheckpointError(
-          f"could not fetch {e.archive_name} from {source}: {err}. "
-          f"{how_to_provide(model, dest)}") from None
-
-    size, sha256 = part.stat().st_size, file_sha256(part)
-    if pinned and (pinned["sha256"], pinned["size"]) != (sha256, size):
-      part.unlink()
-      raise CheckpointError(
-          f"hash mismatch: {e.archive_name} from {source} has sha256 {sha256} ({size} bytes) "
-          f"but {lock_file} pins sha256 {pinned['sha256']} ({pinned['size']} bytes); the "
-          f"download was deleted. If the new archive is genuine, remove its entry from the lock "
-          f"file and fetch again.")
-
-    try:
-      with filesystem.replacing(prefix.parent, "the checkpoint folder",
-                                CheckpointError) as staging:
-        staged = archive.extract(part, e, pathlib.Path(staging))
-        if validate:
-          validate_checkpoint(staged, model, label=f"the checkpoint in {e.archive_name}",
-                              expected=expected_variables(model), archive=e.archive_name)
-          content = checkpoint_sha256(staged)
-    except CheckpointError:
-      part.unlink(missing_ok=True)  # A complete but bad archive: resuming it is no use.
-      raise
-    # A pin without the content hash (an older lock file) gains it: the archive
-    # matched its pinned hash, so the checkpoint extracted from it is the pinned one.
-    if validate and (not pinned or "checkpoint_sha256" not in pinned):
-      _pin(lock_file, e.archive_name, sha256, size, content)
-    part.unlink(missing_ok=True)
-    return prefix
+    with _destination_lock(dest, model):
+      if has_checkpoint(prefix) and not force:  # Another fetch placed it while this one waited.
+        return _present(prefix, model, validate)
+      if prefix.parent.exists() and any(prefix.parent.iterdir()) and not force:
+        raise CheckpointError(
+            f"{prefix.parent} exists but holds no {prefix.name}.index; complete or remove it, "
+            f"or fetch with --force to replace it")
+      return _fetch(model, dest, prefix, mirror, lock_file, validate, retries, progress)
   except CheckpointError:
     filesystem.remove_created(created)  # Only what this fetch made and left empty.
     raise
+
+
+def _present(prefix: pathlib.Path, model: str, validate: bool) -> pathlib.Path:
+  if validate:
+    validate_checkpoint(prefix, model, expected=expected_variables(model),
+                        fix="fetch it again with --force to replace it")
+  return prefix
+
+
+@contextlib.contextmanager
+def _destination_lock(dest: pathlib.Path, model: str):
+  """Holds `<dest>/.<model>.fetch.lock` (flock) while one fetch uses `dest`'s `.part` file.
+
+  The holder removes the file when done; a waiter that then holds a removed
+  file's lock opens the new one instead, so two never hold it at once.
+  """
+  path = dest / f".{model}.fetch.lock"
+  while True:
+    try:
+      fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+      raise CheckpointError(f"cannot write into {dest}: {err.strerror or err}") from None
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+      if os.stat(path).st_ino == os.fstat(fd).st_ino:
+        break
+    except FileNotFoundError:
+      pass
+    os.close(fd)
+  try:
+    yield
+  finally:
+    path.unlink(missing_ok=True)
+    os.close(fd)
+
+
+def _fetch(model: str, dest: pathlib.Path, prefix: pathlib.Path, mirror: str | None,
+           lock_file: str | os.PathLike, validate: bool, retries: int,
+           progress: "Progress | None") -> pathlib.Path:
+  """Steps 1-5 of the module docstring, under the destination's lock."""
+  e = entry(model)
+  source = archive_source(model, mirror)
+  pinned = read_lock(lock_file).get(e.archive_name)
+  limits = archive.Limits(data_bytes(archive_variables(model)), INDEX_OR_META_BYTES)
+  part = dest / f".{e.archive_name}.part"
+  progress = progress or Progress()
+  label = f"{e.archive_name} from {source}"
+  try:
+    download.download(source, part, pinned["size"] if pinned else None, retries, progress,
+                      label, RETRY_DELAY_S, limits.archive_bytes)
+  except download.Unavailable as err:
+    raise CheckpointError(
+        f"could not fetch {e.archive_name} from {source}: {err}. "
+        f"{how_to_provide(model, dest)}") from None
+
+  size, sha256 = part.stat().st_size, file_sha256(part)
+  if pinned and (pinned["sha256"], pinned["size"]) != (sha256, size):
+    part.unlink()
+    raise CheckpointError(
+        f"hash mismatch: {e.archive_name} from {source} has sha256 {sha256} ({size} bytes) "
+        f"but {lock_file} pins sha256 {pinned['sha256']} ({pinned['size']} bytes); the "
+        f"download was deleted. If the new archive is genuine, remove its entry from the lock "
+        f"file and fetch again.")
+
+  try:
+    with filesystem.replacing(prefix.parent, "the checkpoint folder",
+                              CheckpointError) as staging:
+      staged = archive.extract(part, e, pathlib.Path(staging), limits)
+      if validate:
+        validate_checkpoint(staged, model, label=f"the checkpoint in {e.archive_name}",
+                            expected=expected_variables(model), archive=e.archive_name)
+        content = checkpoint_sha256(staged)
+  except OSError as err:  # Moving the folder into place failed; replacing() cleaned up.
+    part.unlink(missing_ok=True)
+    raise CheckpointError(f"cannot place {prefix.parent}: {err.strerror or err}") from None
+  except CheckpointError:
+    part.unlink(missing_ok=True)  # A complete but bad archive: resuming it is no use.
+    raise
+  # A pin without the content hash (an older lock file) gains it: the archive
+  # matched its pinned hash, so the checkpoint extracted from it is the pinned one.
+  if validate and (not pinned or "checkpoint_sha256" not in pinned):
+    _pin(lock_file, e.archive_name, sha256, size, content)
+  part.unlink(missing_ok=True)
+  return prefix

@@ -27,6 +27,7 @@ from typing import Iterable
 import numpy as np
 
 from checkpoints.errors import CheckpointError
+from checkpoints.regular_file import require_regular
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,8 +62,11 @@ def open_reader(prefix: str | os.PathLike, archive: str | None = None):
   import tensorflow as tf
   prefix = str(prefix)
   names = _Names(prefix, archive)
-  if not os.path.isfile(f"{prefix}.index"):
+  if not os.path.lexists(f"{prefix}.index"):
     raise CheckpointError(f"missing index file: {names.index()} does not exist")
+  # TensorFlow would open a FIFO and hang, or read a device without end: refused first.
+  for path in [f"{prefix}.index"] + glob.glob(glob.escape(prefix) + ".data-*"):
+    require_regular(path, "checkpoint file")
   try:
     return tf.train.load_checkpoint(prefix)
   except Exception as err:  # TensorFlow's text is the only thing that tells cases apart.

@@ -2,6 +2,7 @@
 their shapes (the aux head and global_step aside), and it reads back whole."""
 from __future__ import annotations
 
+import math
 import os
 from typing import Iterable, Mapping, Sequence
 
@@ -12,6 +13,27 @@ def expected_variables(model: str) -> list[tuple[str, tuple[int, ...]]]:
   """(name, shape) of the variables `model`'s Slim graph creates (no aux head)."""
   from slim_nets import manifest
   return manifest.graph_variables(model, aux=False)
+
+
+def archive_variables(model: str) -> list[tuple[str, tuple[int, ...]]]:
+  """(name, shape) of every variable a released checkpoint of `model` may hold: the graph's,
+  the training-only aux head's and global_step."""
+  from slim_nets import manifest
+  return list(manifest.graph_variables(model, aux=True)) + [("global_step", ())]
+
+
+# Every variable of these Slim networks is float32, global_step int64 (as the releases
+# store them); TensorFlow's bundle format writes the tensors back to back, unpadded.
+FLOAT32_BYTES, INT64_BYTES = 4, 8
+# The index (names, shapes, offsets, checksums) and a `.meta` graph (the releases'
+# training graph, tens of MB for the large models) are bounded apart from the data.
+INDEX_OR_META_BYTES = 128 << 20
+
+
+def data_bytes(variables: Iterable[tuple[str, Sequence[int]]]) -> int:
+  """The exact size of the data files holding `variables` (see FLOAT32_BYTES)."""
+  return sum((INT64_BYTES if name == "global_step" else FLOAT32_BYTES) * math.prod(shape)
+             for name, shape in variables)
 
 
 def read_variable_shapes(prefix: str | os.PathLike, archive: str | None = None

@@ -14,6 +14,7 @@ import pathlib
 
 from checkpoints.errors import CheckpointError
 from checkpoints.layout import entry, has_checkpoint
+from checkpoints.regular_file import open_regular
 from exporters import filesystem
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ CHUNK = 1 << 20
 
 def file_sha256(path: str | os.PathLike) -> str:
   h = hashlib.sha256()
-  with open(path, "rb") as f:
+  with open_regular(path, "archive") as f:
     while chunk := f.read(CHUNK):
       h.update(chunk)
   return h.hexdigest()
@@ -53,7 +54,7 @@ def checkpoint_sha256(prefix: str | os.PathLike) -> str:
   h = hashlib.sha256()
   for path in files:
     h.update(f"{path.name[len(prefix.name):]}\0{path.stat().st_size}\0".encode())
-    with open(path, "rb") as f:
+    with open_regular(path, "checkpoint file") as f:
       while chunk := f.read(CHUNK):
         h.update(chunk)
   return h.hexdigest()
@@ -102,7 +103,7 @@ def checkpoint_provenance(model: str, prefix: str | os.PathLike,
   try:
     if checkpoint_sha256(prefix) != content:
       return UNVERIFIED
-  except OSError:  # A file vanished or is unreadable: nothing ties it to the pin.
+  except (OSError, CheckpointError):  # Vanished, unreadable or not a regular file: no tie.
     return UNVERIFIED
   return PINNED.format(sha256=pin["sha256"])
 

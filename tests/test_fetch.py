@@ -161,20 +161,26 @@ def sha256(data: bytes) -> str:
   return hashlib.sha256(data).hexdigest()
 
 
-def reference_variables(model):
-  """The graph's variables as ../shared's manifest lists them (no aux head, no global_step)."""
+def reference_manifest(model):
+  """Every variable ../shared's manifest lists, aux head and global_step included."""
   out = []
   for line in require_shared("checkpoints", "manifests", f"{model}.tsv").read_text().splitlines():
     name, dims = line.split("\t")
-    if not fetch_lib.is_optional_variable(name):
-      out.append((name, tuple(int(d) for d in dims.split(",")) if dims else ()))
+    out.append((name, tuple(int(d) for d in dims.split(",")) if dims else ()))
   return out
+
+
+def reference_variables(model):
+  """The graph's variables as ../shared's manifest lists them (no aux head, no global_step)."""
+  return [(name, shape) for name, shape in reference_manifest(model)
+          if not fetch_lib.is_optional_variable(name)]
 
 
 @pytest.fixture
 def in_process(monkeypatch):
   """For in-process fetches: the reference manifest stands in for the graph; no retry delay."""
   monkeypatch.setattr(fetch_lib, "expected_variables", reference_variables)
+  monkeypatch.setattr(fetch_lib, "archive_variables", reference_manifest)
   monkeypatch.setattr(fetch_lib, "RETRY_DELAY_S", 0)
   monkeypatch.delenv(fetch_lib.MIRROR_ENV, raising=False)
 

@@ -20,7 +20,8 @@ LAYERS = (
     # package files exporters/__init__.py and checkpoints/__init__.py (EMPTY_PACKAGES).
     ("registry",),
     ("slim_nets",),
-    ("checkpoints.catalog", "checkpoints.integrity", "checkpoints.layout", "checkpoints.download",
+    ("checkpoints.catalog", "checkpoints.regular_file", "checkpoints.integrity",
+     "checkpoints.layout", "checkpoints.download",
      "checkpoints.archive", "checkpoints.matching", "checkpoints.provenance",
      "checkpoints.fetch_lib"),
     ("exporters.compat",),
