@@ -12,6 +12,7 @@ CLI runs that get as far as the graph check build the real Slim graph
 (slim_nets.manifest); the in-process tests stand in the reference manifest
 from ../shared for the graph's variable list to stay fast.
 """
+import contextlib
 import hashlib
 import http.server
 import importlib.util
@@ -128,12 +129,21 @@ def server():
   srv.ignore_range, srv.cuts_left, srv.cut_after = False, 0, 0
   srv.url = f"http://127.0.0.1:{srv.server_address[1]}/mirror/"
   srv.serve = lambda data: srv.files.__setitem__(f"mirror/{ENTRY.archive_name}", data)
+  with serving(srv):
+    yield srv
+
+
+@contextlib.contextmanager
+def serving(srv):
+  """Runs the HTTP server `srv` in a thread for the block's length, then closes it."""
   thread = threading.Thread(target=srv.serve_forever, daemon=True)
   thread.start()
-  yield srv
-  srv.shutdown()
-  srv.server_close()
-  thread.join()
+  try:
+    yield srv
+  finally:
+    srv.shutdown()
+    srv.server_close()
+    thread.join()
 
 
 # ---- Helpers.
