@@ -4,10 +4,15 @@
 fetching it first when it is not there. A fetch runs these steps; each failure
 raises CheckpointError with a message naming the problem:
 
+  0. take `<dest>/.<model>.fetch.lock`, so that fetches of one model into one
+     `dest` take turns (they would share the `.part` file);
   1. download the archive to `<dest>/.<archive>.part`, continuing a partial
-     file with HTTP Range requests (or copy it from a local mirror folder);
+     file with HTTP Range requests (or copy it from a local mirror folder),
+     never past the pinned size or, unpinned, the bound the model's variables
+     imply (archive.Limits);
   2. check its size and sha256 against the lock file when the archive is pinned;
-  3. extract `model.ckpt.*` (safely) into a temporary directory inside `<dest>`;
+  3. extract the checkpoint's files (safely, within archive.Limits, no other
+     member) into a temporary directory inside `<dest>`;
   4. check the variables' names and shapes against the model's Slim graph, and
      read every tensor back whole: checksummed and finite (checkpoints.integrity,
      the rule export reads by too);
@@ -16,9 +21,10 @@ raises CheckpointError with a message naming the problem:
      yet, and delete the `.part` file.
 
 The steps live by concern: `layout` (where things are), `download` (HTTP and
-mirror folders, progress), `archive` (extraction), `matching` (the rules a
-checkpoint must meet), `provenance` (the lock file, content hashes and
-`checkpoint_provenance`). This module runs them in order and re-exports the
+mirror folders, progress), `archive` (extraction and its bounds), `matching`
+(the rules a checkpoint must meet), `provenance` (the lock file, content hashes
+and `checkpoint_provenance`), `regular_file` (every file the package reads is
+opened through it: FIFOs, sockets and devices are refused unopened). This module runs them in order and re-exports the
 names its callers use.
 
 Nothing half-written is left under `<dest>`: a bad archive (corrupt, another
