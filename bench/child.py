@@ -76,7 +76,7 @@ def run_inference(task: dict) -> dict:
   results = []
   rng = np.random.RandomState(task.get("seed", 0))
   for batch_size in task["batch_sizes"]:
-    images = rng.uniform(0.0, 1.0, (batch_size, model.image_size, model.image_size, 3)).astype(
+    images = rng.uniform(0.0, 1.0, (batch_size, *model.input_shape[1:])).astype(
         np.float32)
     inputs = {w.name: w.prepare(images) for w in loaded}
     outputs, first_call = {}, {}
@@ -186,7 +186,7 @@ def run_floor(task: dict) -> dict:
   imported = time.monotonic()
   reg = registry.default()
   model = reg.model(task["model"])
-  num_classes = int(reg.publisher["num_classes"])
+  num_classes = reg.publisher.num_classes
   seconds = {"import": imported - _PROCESS_START}
   start = time.monotonic()
   reader = tf.train.load_checkpoint(task["checkpoint_path"])
@@ -197,7 +197,7 @@ def run_floor(task: dict) -> dict:
     for training in (False, True):
       graph = tf1.Graph()
       with graph.as_default():
-        images = tf1.placeholder(tf1.float32, [None, model.image_size, model.image_size, 3])
+        images = tf1.placeholder(tf1.float32, model.input_shape)
         start = time.monotonic()
         slim_graph.build_outputs(model, images, training=training, batch_norm_momentum=0.997,
                                  num_classes=num_classes)
@@ -239,13 +239,13 @@ def run_construction(task: dict) -> dict:
   imported = time.monotonic()
   reg = registry.default()
   model = reg.model(task["model"])
-  num_classes = int(reg.publisher["num_classes"])
+  num_classes = reg.publisher.num_classes
 
   def construct(training: bool, fixed: bool) -> float:
     gc.collect()  # Garbage of the previous graph is not this construction's cost.
     graph = tf1.Graph()
     with graph.as_default():
-      images = tf1.placeholder(tf1.float32, [None, model.image_size, model.image_size, 3])
+      images = tf1.placeholder(tf1.float32, model.input_shape)
       variant = contextlib.nullcontext() if fixed else tf_slim_compat.without_fix_3()
       with variant:
         start = time.perf_counter()

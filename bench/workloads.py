@@ -61,11 +61,11 @@ def slim_session(model, checkpoint_path: str) -> Workload:
 
   graph = tf1.Graph()
   with graph.as_default():
-    images = tf1.placeholder(tf1.float32, [None, model.image_size, model.image_size, 3])
+    images = tf1.placeholder(tf1.float32, model.input_shape)
     # Inference mode: the batch-norm decay is never used, any value builds the same graph.
     logits = slim_graph.build_outputs(
         model, images, training=False, batch_norm_momentum=0.997,
-        num_classes=int(registry.default().publisher["num_classes"]))["logits"]
+        num_classes=registry.default().publisher.num_classes)["logits"]
     saver = tf1.train.Saver(tf1.global_variables())
     session = tf1.Session(graph=graph)
     saver.restore(session, checkpoint_path)
@@ -99,8 +99,8 @@ def keras_applications(model) -> Workload:
   import tf_keras
 
   network = getattr(tf_keras.applications, KERAS_APPLICATION_FOR_MODEL[model.name])(
-      weights=None, input_shape=(model.image_size, model.image_size, 3))
-  spec = tf.TensorSpec([None, model.image_size, model.image_size, 3], tf.float32)
+      weights=None, input_shape=tuple(model.input_shape[1:]))
+  spec = tf.TensorSpec(model.input_shape, tf.float32)
 
   @tf.function(input_signature=[spec])
   def predict(images):

@@ -47,7 +47,18 @@ def run(main) -> None:
       _verbose(verbosity.value)
     else:
       quiet()
-    return main(argv)
+    try:
+      return main(argv)
+    except app.UsageError as e:  # absl would print the whole --help before it.
+      print(f"error: {e}", file=sys.stderr, flush=True)
+      return 2
+    except KeyboardInterrupt:
+      # Ctrl-C in a command without handling of its own (a fetch, publish, docs): what it
+      # was writing was rolled back on the way here; one line, not a traceback.
+      spec = getattr(sys.modules["__main__"], "__spec__", None)
+      print(f"interrupted: {spec.name if spec else os.path.basename(argv[0])} stopped",
+            file=sys.stderr, flush=True)
+      return 130
   app.run(configured_main, flags_parser=_parse_flags)
 
 

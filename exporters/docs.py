@@ -22,6 +22,7 @@ from exporters.cards import card_validator
 from exporters.cards import docs_lib
 from exporters import cli
 from exporters import release_flags
+from exporters.errors import ExportError
 
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "docs", "Root of the generated docs tree.")
 _TITLE_STYLE = flags.DEFINE_enum(
@@ -54,7 +55,7 @@ def main(argv):
       versions=filters.versions, check=_CHECK.value, card_schema=_CARD_SCHEMA.value)
   try:
     result = docs_lib.run(config)
-  except (registry.RegistryError, card_validator.CardError) as e:
+  except (registry.RegistryError, card_validator.CardError, ExportError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
   verb = ("would write", "would remove") if config.check else ("wrote", "removed")

@@ -14,7 +14,8 @@ writes the same way:
      `.old-*` folder and the new one renamed into place, then the old one is
      removed; when the work raises, the temporary folder is removed and the
      destination is as it was;
-  3. `write_atomically(path, data)`: the same for one file.
+  3. `write_atomically(path, data)`: the same for one file; `write_temporary`
+     stages one file of several that are renamed into place together (docs).
 
 Temporary entries only ever start with TEMP_PREFIXES, so a later run can
 sweep what an interrupted one left (export_all does so under its lock).
@@ -130,15 +131,24 @@ def write_atomically(path: str | os.PathLike, data: bytes) -> None:
   The parent folders are made (and stay: the caller places other files there too)."""
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
+  os.replace(write_temporary(path, data), path)
+
+
+def write_temporary(path: str | os.PathLike, data: bytes) -> str:
+  """Writes data to a temporary sibling of path (its parent must exist) and returns
+  the sibling's name, for the caller to rename into place (os.replace) with others.
+
+  Nothing is left when the write fails (a full disk)."""
+  path = pathlib.Path(path)
   fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}-", dir=path.parent)
   try:
     with os.fdopen(fd, "wb") as f:
       f.write(data)
     os.chmod(tmp, FILE_MODE)
-    os.replace(tmp, path)
   except BaseException:
     pathlib.Path(tmp).unlink(missing_ok=True)
     raise
+  return tmp
 
 
 def remove_entry(path: str | os.PathLike) -> None:

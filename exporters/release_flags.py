@@ -22,7 +22,13 @@ class ReleaseFilters:
 
 
 def parsed() -> ReleaseFilters:
-  """The parsed filter flags; a non-numeric --versions is a usage error."""
+  """The parsed filter flags. Usage errors (exporters.cli: one line, exit status 2): a
+  non-numeric --versions, and a flag given with no value (`--models=`, which would
+  otherwise mean every model), or with an empty item (`--versions=3,`)."""
+  for flag in (_MODELS, _MODULE_TYPES, _VERSIONS):
+    if flags.FLAGS[flag.name].present and (not flag.value or "" in flag.value):
+      what = f"an empty item ({','.join(flag.value)})" if flag.value else "no value"
+      raise app.UsageError(f"--{flag.name} has {what}; leave the flag out for all")
   try:
     versions = tuple(int(v) for v in _VERSIONS.value)
   except ValueError:

@@ -80,7 +80,7 @@ def _verifier(release, deployment, checkpoint_path: str, backend: str, reference
   def verify(model_dir: str) -> dict:
     if not references:
       references.append(reference_lib.SlimReference(
-          release.model, int(release.registry.publisher["num_classes"]), checkpoint_path))
+          release.model, release.registry.publisher.num_classes, checkpoint_path))
     return tfjs.verify_release_deployment(model_dir, release, references[0].expected(),
                                           deployment.handle, backend=backend)
   return verify

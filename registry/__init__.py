@@ -27,6 +27,14 @@ class RegistryError(ValueError):
 
 
 @dataclasses.dataclass(frozen=True)
+class Collection:
+  """[publisher]: what every release of the registry shares."""
+  collection: str  # The handles' second segment: google/<collection>/<model>/...
+  num_classes: int  # Classifier outputs, background class included (1001).
+  checkpoint_base_url: str  # Where the released checkpoint archives are.
+
+
+@dataclasses.dataclass(frozen=True)
 class Model:
   name: str
   family: str  # "nasnet" or "pnasnet": selects the card texts of the family.
@@ -39,6 +47,11 @@ class Model:
   checkpoint_file: str
   checkpoint_url: str
   extra: dict  # Card-only fields (texts, links); see models.toml.
+
+  @property
+  def input_shape(self) -> list:
+    """Every release's images input: a batch of RGB images, image_size square."""
+    return [None, self.image_size, self.image_size, 3]
 
   @property
   def checkpoint_label(self) -> str:
@@ -76,12 +89,17 @@ class Release:
   @property
   def handle(self) -> str:
     """`<publisher>/<collection>/<model>/<module_type>`, the path a hub serves."""
-    collection = self.registry.publisher["collection"]
+    collection = self.registry.publisher.collection
     return f"{self.version.publisher}/{collection}/{self.model.name}/{self.module_type}"
 
   @property
   def handle_with_version(self) -> str:
     return f"{self.handle}/{self.version.number}"
+
+  @property
+  def card_file(self) -> str:
+    """The card's name in the handle's folder, in every tree (docs, exports, hub)."""
+    return f"{self.version.number}.md"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +115,7 @@ class TfjsDeployment:
   def handle_dir(self) -> str:
     """`<publisher>/tfjs-model/<collection>/<model>/<module_type>/<parent version>/<variant>`."""
     parent = self.parent
-    collection = parent.registry.publisher["collection"]
+    collection = parent.registry.publisher.collection
     return (f"{parent.version.publisher}/{self.handle_segment}/{collection}/"
             f"{parent.model.name}/{parent.module_type}/{parent.version.number}/{self.variant}")
 
@@ -157,7 +175,7 @@ class CardSchema:
 
 @dataclasses.dataclass(frozen=True)
 class Registry:
-  publisher: dict
+  publisher: Collection
   models: dict[str, Model]
   versions: dict[int, Version]
   # Card-only tables (see models.toml): what every card states, the papers
@@ -317,24 +335,67 @@ _PUBLISHER_ROLES = ("tfhub", "unpublished")
 _TFJS_FIELDS = ("models", "parent_versions", "handle_segment", "variant", "version")
 
 
+def _typed(where: str, entry, record: type, fields) -> dict:
+  """The named fields of entry (a TOML table), each checked against its type in the
+  dataclass record: a positive int, a number, a non-empty text, a bool or a list of
+  texts. Raises RegistryError naming the first field that is missing or wrong."""
+  if not isinstance(entry, dict):
+    raise RegistryError(f"{where} must be a table, not {entry!r}")
+  missing = sorted(set(fields) - entry.keys())
+  if missing:
+    raise RegistryError(f"{where} lacks {missing}")
+  types = {f.name: f.type for f in dataclasses.fields(record)}
+  for field in sorted(fields):
+    value, kind = entry[field], types[field]
+    if kind == "int":
+      ok, wanted = type(value) is int and value > 0, "a positive whole number"
+    elif kind == "float":
+      ok, wanted = type(value) in (int, float), "a number"
+    elif kind == "bool":
+      ok, wanted = type(value) is bool, "true or false"
+    elif kind == "str":
+      ok, wanted = isinstance(value, str) and value != "", "a text"
+    elif kind.startswith("tuple[str"):
+      ok = isinstance(value, list) and all(isinstance(v, str) and v for v in value)
+      wanted = "a list of texts"
+    else:  # A field this check does not know how to check: a programming error.
+      raise TypeError(f"{record.__name__}.{field}: no check for type {kind}")
+    if not ok:
+      raise RegistryError(f"{where}: {field} must be {wanted}, not {value!r}")
+  return {k: entry[k] for k in fields}
+
+
+def _table(data: dict, name: str):
+  if name not in data:
+    raise RegistryError(f"registry lacks its [{name}] table")
+  if not isinstance(data[name], dict):
+    raise RegistryError(f"registry [{name}] must be a table, not {data[name]!r}")
+  return data[name]
+
+
 def from_dict(data: dict) -> Registry:
-  """Builds a Registry from parsed TOML (or an edited copy of it)."""
-  publisher = dict(data["publisher"])
+  """Builds a Registry from parsed TOML (or an edited copy of it), every field the
+  code reads checked for its type first."""
+  fields = [f.name for f in dataclasses.fields(Collection)]
+  publisher = Collection(**_typed("registry [publisher]", _table(data, "publisher"),
+                                  Collection, fields))
   publishers = _publishers(data.get("publishers", {}))
   models = {}
-  for name, entry in data["models"].items():
-    missing = _MODEL_FIELDS - entry.keys()
-    if missing:
-      raise RegistryError(f"registry model {name!r} lacks {sorted(missing)}")
-    core = {k: entry[k] for k in _MODEL_FIELDS}
+  for name, entry in _table(data, "models").items():
+    core = _typed(f"registry model {name!r}", entry, Model, _MODEL_FIELDS)
     extra = {k: v for k, v in entry.items() if k not in _MODEL_FIELDS}
-    url = extra.pop("checkpoint_url", publisher["checkpoint_base_url"] + entry["checkpoint_archive"])
+    url = extra.pop("checkpoint_url", publisher.checkpoint_base_url + entry["checkpoint_archive"])
     models[name] = Model(name=name, checkpoint_url=url, extra=extra, **core)
   versions = {}
-  for number, entry in sorted(data["versions"].items(), key=lambda kv: int(kv[0])):
-    missing = _VERSION_FIELDS - entry.keys()
-    if missing:
-      raise RegistryError(f"registry version {number} lacks {sorted(missing)}")
+  numbered = _table(data, "versions").items()
+  wrong = [n for n, _ in numbered if not str(n).isdigit() or int(n) < 1]
+  if wrong:
+    raise RegistryError(f"registry [versions] are numbered 1, 2, ...; not {wrong}")
+  for number, entry in sorted(numbered, key=lambda kv: int(kv[0])):
+    _typed(f"registry version {number}", entry, Version, _VERSION_FIELDS)
+    if not 0 < entry["batch_norm_momentum"] < 1:
+      raise RegistryError(f"registry version {number}: batch_norm_momentum must be between "
+                          f"0 and 1, not {entry['batch_norm_momentum']!r}")
     if entry["format"] not in FORMATS:
       raise RegistryError(f"registry version {number}: format must be one of {FORMATS}")
     unknown = set(entry["models"]) - models.keys()
@@ -372,6 +433,11 @@ def _tfjs(data: dict, versions: dict[int, Version], models: dict[str, Model]) ->
   missing = [f for f in _TFJS_FIELDS if f not in data]
   if missing:
     raise RegistryError(f"registry [tfjs] lacks {missing}")
+  for field in ("models", "parent_versions"):
+    kind = str if field == "models" else int
+    if not isinstance(data[field], list) or not all(type(v) is kind for v in data[field]):
+      raise RegistryError(f"registry [tfjs]: {field} must be a list of "
+                          f"{'texts' if kind is str else 'version numbers'}, not {data[field]!r}")
   unknown = sorted(set(data["models"]) - models.keys())
   if unknown:
     raise RegistryError(f"registry [tfjs] names unknown models {unknown}")
@@ -424,6 +490,8 @@ def _unpublished_versions(data: dict, published: dict[int, Version], models: dic
     missing = [f for f in ("follows", "models") if f not in entry]
     if missing:
       raise RegistryError(f"{where} lacks {missing}")
+    if not isinstance(entry["models"], list) or not all(isinstance(m, str) for m in entry["models"]):
+      raise RegistryError(f"{where}: models must be a list of texts, not {entry['models']!r}")
     followed = published.get(entry["follows"])
     if followed is None:
       raise RegistryError(f"{where} follows {entry['follows']!r}, which is no published "
@@ -520,8 +588,14 @@ def _check_families(models: dict[str, Model], families: dict, papers: dict) -> N
 
 
 def load(path: str | pathlib.Path = REGISTRY_FILE) -> Registry:
-  with open(path, "rb") as f:
-    return from_dict(tomllib.load(f))
+  try:
+    with open(path, "rb") as f:
+      data = tomllib.load(f)
+  except OSError as e:
+    raise RegistryError(f"cannot read the registry {str(path)!r}: {e.strerror or e}") from None
+  except tomllib.TOMLDecodeError as e:
+    raise RegistryError(f"registry {str(path)!r} is not valid TOML: {e}") from None
+  return from_dict(data)
 
 
 @functools.lru_cache(maxsize=None)

@@ -27,13 +27,12 @@ def graph_variables(model: str, aux: bool = False) -> tuple[tuple[str, tuple[int
   slim_nets.get_net(model)  # An unknown name fails here, naming the known ones.
   graph = tf.Graph()
   with graph.as_default():
-    size = registry.default().model(model).image_size
-    images = tf.placeholder(tf.float32, [1, size, size, 3])
+    images = tf.placeholder(tf.float32, [1, *registry.default().model(model).input_shape[1:]])
     # Training mode: the aux head exists only there in TF-Slim's own graphs.
     # The variables do not depend on the batch-norm decay; the registry's
     # classifier width decides the classifier's shape.
     slim_nets.build(model, images, is_training=aux, use_aux_head=aux, batch_norm_decay=0.0,
-                    num_classes=registry.default().publisher["num_classes"])
+                    num_classes=registry.default().publisher.num_classes)
     return tuple((v.op.name, tuple(v.shape.as_list())) for v in tf.global_variables())
 
 

@@ -160,8 +160,12 @@ class _Task:
     finally:
       self._done.set()
 
-  def result(self):
+  def wait(self) -> None:
+    """Starts it if need be and waits for it to end, raising nothing."""
     self.start()._done.wait()
+
+  def result(self):
+    self.wait()
     if self._error is not None:
       raise self._error
     return self._value
@@ -309,12 +313,29 @@ class BackgroundExports:
     if tree_hub_module:
       self.tree_hub_module.start()
     self.models = {m: _BackgroundModel(threading.Event()) for m in work}
+    # Work queued by the test modules (after_exports), and whether they are all done queuing.
+    self._later: list[_Task] = []
+    self._later_queued = threading.Event()
     self._thread = threading.Thread(target=self._run, name="background-exports", daemon=True)
     self._thread.start()
 
   def task(self, fn) -> _Task:
     """Runs fn beside the tests, from now (e.g. run_command calls)."""
     return _Task(fn).start()
+
+  def after_exports(self, fn) -> _Task:
+    """Runs fn beside the tests once the background models' work is done, one such task
+    after another (or from the first result() call, if that comes first).
+
+    For work that keeps a core busy for a minute or more, in a process of its own: from
+    then on the main process runs the export-consuming tests on one core, and this keeps
+    the other busy; started earlier, it would only slow the background exports."""
+    task = _Task(fn)
+    self._later.append(task)
+    return task
+
+  def done_queuing(self) -> None:
+    self._later_queued.set()
 
   def get(self, model: str) -> _BackgroundModel:
     if model not in self.models:  # Asked for by a test the collection did not foresee.
@@ -338,6 +359,9 @@ class BackgroundExports:
   def _run(self) -> None:
     for model, hub_module in list(self.work.items()):
       self._make(model, hub_module)
+    self._later_queued.wait()
+    for task in self._later:
+      task.wait()
 
   def _make(self, model: str, hub_module: bool) -> None:
     state = self.models[model]
@@ -405,11 +429,31 @@ def background_exports(request, tmp_path_factory) -> BackgroundExports:
   selected: dict[object, set] = {}
   for item in request.session.items:
     selected.setdefault(item.module, set()).add(item.originalname)
-  for module, names in selected.items():
-    start = getattr(module, "start_in_background", None)
-    if start is not None:
-      background.started[module.__name__] = start(background, tmp_path_factory, names)
+  try:
+    for module, names in selected.items():
+      start = getattr(module, "start_in_background", None)
+      if start is not None:
+        background.started[module.__name__] = start(background, tmp_path_factory, names)
+  finally:
+    background.done_queuing()
   return background
+
+
+def run_in_subprocess(function, out_dir: pathlib.Path, **kwargs) -> dict:
+  """`function(**kwargs)` (a test module's helper returning numpy arrays by name) run in a
+  fresh Python (tests/in_subprocess.py); returns its arrays, or fails saying why not."""
+  import numpy as np
+  out_dir.mkdir(parents=True, exist_ok=True)
+  kwargs_file, out_file = out_dir / "kwargs.json", out_dir / "arrays.npz"
+  kwargs_file.write_text(json.dumps(kwargs))
+  run = run_command([sys.executable, "-m", "tests.in_subprocess",
+                     f"{function.__module__}:{function.__name__}", str(kwargs_file),
+                     str(out_file)], timeout=1800)
+  if run.returncode != 0:
+    pytest.fail(f"{function.__name__} failed in its process:\n{run.stderr[-4000:]}",
+                pytrace=False)
+  with np.load(out_file) as arrays:
+    return {name: arrays[name] for name in arrays.files}
 
 
 def run_command(argv: list[str], timeout: float) -> subprocess.CompletedProcess:

@@ -52,7 +52,7 @@ def test_unknown_model_names_the_known_ones():
 def test_checkpoint_code_restates_no_registry_fact():
   reg = registry.default()
   facts = [m.checkpoint_archive for m in reg.models.values()]
-  facts.append(reg.publisher["checkpoint_base_url"])
+  facts.append(reg.publisher.checkpoint_base_url)
   for source in CHECKPOINTS_DIR.glob("*.py"):
     text = source.read_text()
     assert not [f for f in facts if f in text], f"{source.name} restates registry facts"

@@ -1,6 +1,8 @@
 """Model cards: generated from the registry, byte-identical to the published ones."""
 import copy
+import errno
 import hashlib
+import os
 import re
 import subprocess
 import sys
@@ -12,6 +14,7 @@ import registry
 from tests.conftest import REPO, SHARED, require_shared
 from exporters.cards import card_validator
 from exporters.cards import docs_lib
+from exporters.errors import ExportError
 
 REFERENCE_DOCS = SHARED / "reference-docs"
 RELEASES = list(registry.default().releases())
@@ -287,6 +290,63 @@ def test_cli_reports_unknown_filter_values(tmp_path):
   result = _cli(f"--output_dir={tmp_path}", "--models=nasnet_tiny")
   assert result.returncode == 2
   assert "unknown model 'nasnet_tiny'; known models: nasnet_mobile" in result.stderr
+
+
+# --- Filesystem faults: one line, and the tree as it was. ---
+
+def _tree(root):
+  return sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
+
+
+def test_cli_output_dir_under_a_file_is_one_line(tmp_path):
+  (tmp_path / "afile").write_text("mine\n")
+  result = _cli(f"--output_dir={tmp_path}/afile/docs")
+  assert result.returncode == 1 and result.stdout == ""
+  assert result.stderr == (
+      f"error: cannot create the card '{tmp_path}/afile/docs/google/models/imagenet/"
+      f"nasnet_mobile/classification/1.md': '{tmp_path}/afile' is not a directory\n")
+  assert _tree(tmp_path) == ["afile"]
+
+
+def test_cli_card_path_that_is_a_folder_is_one_line(tmp_path):
+  card = tmp_path / "google/models/imagenet/nasnet_mobile/classification/1.md"
+  card.mkdir(parents=True)
+  result = _cli(f"--output_dir={tmp_path}")
+  assert (result.returncode, result.stderr) == (1, f"error: cannot read '{card}': Is a directory\n")
+
+
+@pytest.mark.parametrize("fault", ["ENOSPC", "EROFS"])
+def test_full_or_read_only_disk_leaves_the_tree_as_it_was(tmp_path, monkeypatch, fault):
+  """A full disk after some cards were staged, or a read-only mount (simulated: as root a
+  chmod stops nothing): one ExportError, no staged file and no folder this run made."""
+  out = tmp_path / "docs"
+  kept = out / "google/models/imagenet/nasnet_large/feature_vector/5.md"
+  kept.parent.mkdir(parents=True)
+  kept.write_text("edited\n")
+  before = _tree(tmp_path)
+  code = getattr(errno, fault)
+  if fault == "ENOSPC":
+    real_write, calls = docs_lib.filesystem.write_temporary, []
+
+    def write_until_full(path, data):
+      calls.append(path)
+      if len(calls) == 5:
+        raise OSError(code, os.strerror(code))
+      return real_write(path, data)
+    monkeypatch.setattr(docs_lib.filesystem, "write_temporary", write_until_full)
+  else:
+    real_open = os.open
+
+    def read_only_open(path, flags, *args, **kwargs):
+      if str(path).startswith(str(out)) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+        raise OSError(code, os.strerror(code), str(path))
+      return real_open(path, flags, *args, **kwargs)
+    monkeypatch.setattr(os, "open", read_only_open)
+  with pytest.raises(ExportError, match=f"cannot write the docs tree '{out}': "
+                     f"{os.strerror(code)} .*; nothing was changed"):
+    docs_lib.run(docs_lib.DocsConfig(output_dir=out))
+  monkeypatch.undo()
+  assert _tree(tmp_path) == before and kept.read_text() == "edited\n"
 
 
 # --- The validator on its own: each broken contract is named. ---

@@ -378,6 +378,25 @@ def test_stamp_that_cannot_be_written_means_export_again(tmp_path, fake_ckpts, m
   assert statuses(run(cfg)[0]) == ["exported"]
 
 
+@pytest.mark.parametrize("field,value", [
+    ("peak_rss_mb", "lots"), ("inputs", ["not", "a", "dict"]), ("version", True),
+    ("seconds", None), ("key", 7)])
+def test_a_hand_edited_stamp_of_the_wrong_type_means_export_again(tmp_path, fake_ckpts,
+                                                                   field, value):
+  """The plan (memory from peak_rss_mb) and publish read stamps: one whose field has the
+  wrong type is no stamp, so the release is exported again, not a TypeError later."""
+  cfg = config(tmp_path, versions=(5,), module_types=("classification",))
+  run(cfg)
+  release = nasnet_mobile_releases(versions=[5], module_types=["classification"])[0]
+  path = export_tree.stamp_path(tmp_path / "exports", release)
+  data = json.loads(path.read_text())
+  data[field] = value
+  path.write_text(json.dumps(data))
+  assert export_tree.read_stamp(path) is None
+  assert statuses(run(cfg)[0]) == ["exported"]
+  assert export_tree.read_stamp(path).inputs["checkpoint_sha256"]
+
+
 _INTERRUPTIBLE_RUN = """
 import signal, sys
 from exporters import export_tree
@@ -473,6 +492,20 @@ def test_cli_bad_input(tmp_path):
   assert not (tmp_path / "exports").exists()
 
 
+@pytest.mark.parametrize("bad,message", [
+    ("--versions=abc", "--versions must be numbers, not abc"),
+    ("--models=", "--models has no value; leave the flag out for all"),
+    ("--versions=3,", "--versions has an empty item (3,); leave the flag out for all"),
+    ("stray", "unexpected arguments: stray"),
+], ids=["versions_not_numbers", "models_empty", "versions_empty_item", "stray_argument"])
+def test_cli_usage_errors_are_one_line_and_exit_status_2(tmp_path, bad, message):
+  done = subprocess.run([sys.executable, "-m", "exporters.export_all",
+                         f"--export_dir={tmp_path}/exports", f"--checkpoint_dir={tmp_path}/c",
+                         bad], cwd=REPO, capture_output=True, text=True)
+  assert (done.returncode, done.stderr) == (2, f"error: {message}\n")
+  assert not (tmp_path / "exports").exists()
+
+
 # ---- End to end: the real exporters.
 
 @pytest.mark.slow
@@ -545,14 +578,30 @@ class KilledAndRecovered:
   recovery: subprocess.CompletedProcess  # The next, uninterrupted run.
 
 
-@pytest.fixture(scope="module")
-def killed_and_recovered(nasnet_mobile_tree, tmp_path_factory) -> KilledAndRecovered:
+KILLED_TESTS = {"test_real_export_killed_midway_leaves_nothing_and_the_next_run_recovers",
+                "test_release_bytes_do_not_depend_on_the_plan"}
+
+
+def start_in_background(background, tmp_path_factory, selected: set):
+  """The killed runs and the recovery, once the background models are done (conftest:
+  after_exports): the tests that read them are marked late."""
+  if not KILLED_TESTS & selected:
+    return None
+  exports = tmp_path_factory.mktemp("killed") / "exports"
+  return background.after_exports(lambda: _kill_and_recover(background.tree.result(), exports))
+
+
+@pytest.fixture(scope="session")
+def killed_and_recovered(background_exports) -> KilledAndRecovered:
+  return background_exports.started[__name__].result()
+
+
+def _kill_and_recover(tree, exports: pathlib.Path) -> KilledAndRecovered:
   """`python -m exporters.export_all` over KILLED_RELEASES, stopped by SIGTERM and then by
   SIGKILL a second after a release's temporary dir appeared, then run to the end."""
-  exports = tmp_path_factory.mktemp("killed") / "exports"
   handle = exports / "google/imagenet/nasnet_mobile/feature_vector"
   cmd = [sys.executable, "-m", "exporters.export_all",
-         f"--checkpoint_dir={nasnet_mobile_tree.checkpoint_dir}", f"--export_dir={exports}",
+         f"--checkpoint_dir={tree.checkpoint_dir}", f"--export_dir={exports}",
          "--models=nasnet_mobile", "--module_types=feature_vector", "--versions=3,5",
          "--notfjs"]
   after_kill = {}
@@ -582,6 +631,7 @@ def _temp_dirs(handle: pathlib.Path) -> list[pathlib.Path]:
 
 
 @pytest.mark.slow
+@pytest.mark.late
 def test_real_export_killed_midway_leaves_nothing_and_the_next_run_recovers(
     killed_and_recovered, nasnet_mobile_tree):
   """SIGTERM stops it and removes the temporary dir; after SIGKILL the next run removes it."""
@@ -624,6 +674,7 @@ def assert_same_bytes(export: pathlib.Path, other: pathlib.Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.late
 def test_release_bytes_do_not_depend_on_the_plan(killed_and_recovered, nasnet_mobile_tree):
   """Another plan (two releases, one per format, in one model run, after two interrupted
   runs) writes the same bytes as the session tree's run of all eight: files and archives."""

@@ -98,7 +98,7 @@ def checkpoint_values(ckpt_factory):
 
 def output_size(release: registry.Release) -> int:
   if release.module_type == "classification":
-    return release.registry.publisher["num_classes"]
+    return release.registry.publisher.num_classes
   return release.model.feature_size
 
 
@@ -222,31 +222,45 @@ def test_regularization_losses_one_per_regularized_weight(loaded, checkpoint_val
   assert len(losses) == len(weights) and all(loss > 0 for loss in losses)
 
 
-def test_keras_fit_step_trains_weights_not_moving_statistics(exports, golden_nasnet_mobile):
+@pytest.mark.late
+def test_keras_fit_step_trains_weights_not_moving_statistics(background_checks):
+  step = background_checks(FIT_TEST)
+  assert step["trainable_moving"] == 0
+  assert step["non_trainable"] == step["non_trainable_moving"] > 0
+  changed = step["trainable_changed"]
+  assert changed[0] and changed[-1], "the first conv and the new head must both train"
+  assert changed.sum() > 0.9 * len(changed)
+  assert step["moving_changed"].any(), "training mode must update the moving statistics"
+
+
+def keras_fit_step(export_dir: str, golden_file: str) -> dict:
+  """One tf_keras fit step of a trainable hub.KerasLayer under a new head, on its own load
+  (it changes the trainable weights): which weights it changed. Run in a process of its own
+  (start_in_background)."""
   import tf_keras
   release = V4_FEATURE_VECTOR
-  # Its own load: the fit step changes the trainable weights.
-  layer = keras_layer(exports(release)[0].export_dir, trainable=True,
+  layer = keras_layer(export_dir, trainable=True,
                       arguments=dict(batch_norm_momentum=FINE_TUNING_MOMENTUM))
   size = release.model.image_size
   model = tf_keras.Sequential([tf_keras.Input((size, size, 3)), layer,
                                tf_keras.layers.Dense(3)])
   model.compile(optimizer=tf_keras.optimizers.SGD(learning_rate=0.1),
                 loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-  assert not [w for w in model.trainable_weights if "moving_" in w.name]
   moving = [w for w in model.non_trainable_weights if "moving_" in w.name]
-  assert len(moving) == len(model.non_trainable_weights) > 0
   trainable_before = [w.numpy().copy() for w in model.trainable_weights]
   moving_before = [w.numpy().copy() for w in moving]
+  with np.load(golden_file) as golden:
+    images = golden["images"][:1]
   # One image: no golden numbers are compared here, and the step's cost is its tracing.
-  model.fit(golden_nasnet_mobile["images"][:1], np.array([0]), batch_size=1, epochs=1,
-            verbose=0)
-  changed = [not np.array_equal(w.numpy(), b)
-             for w, b in zip(model.trainable_weights, trainable_before)]
-  assert changed[0] and changed[-1], "the first conv and the new head must both train"
-  assert sum(changed) > 0.9 * len(changed)
-  assert any(not np.array_equal(w.numpy(), b) for w, b in zip(moving, moving_before)), \
-      "training mode must update the moving statistics"
+  model.fit(images, np.array([0]), batch_size=1, epochs=1, verbose=0)
+  return {
+      "trainable_moving": np.array(sum("moving_" in w.name for w in model.trainable_weights)),
+      "non_trainable": np.array(len(model.non_trainable_weights)),
+      "non_trainable_moving": np.array(len(moving)),
+      "trainable_changed": np.array([not np.array_equal(w.numpy(), b)
+                                     for w, b in zip(model.trainable_weights, trainable_before)]),
+      "moving_changed": np.array([not np.array_equal(w.numpy(), b)
+                                  for w, b in zip(moving, moving_before)])}
 
 
 def test_version_4_has_no_serving_signature(loaded):
@@ -288,17 +302,31 @@ def test_saved_model_cli_runs_the_serving_signature(exports, tmp_path):
   assert output.shape == (1, output_size(V5_RELEASE)) and np.all(np.isfinite(output))
 
 
-def test_gradients_under_a_persistent_tape_can_be_taken_twice(training_loaded,
-                                                              golden_nasnet_mobile):
-  """In training mode, as fine-tuning in a custom loop does (version 5's changelog).
+@pytest.mark.late
+def test_gradients_under_a_persistent_tape_can_be_taken_twice(background_checks):
+  """In training mode, as fine-tuning in a custom loop does (version 5's changelog)."""
+  gradients = background_checks(TAPE_TEST)
+  assert not gradients["missing"].any(), gradients["missing"]
+  to_all = [gradients[name] for name in ("to_images", "to_first_conv", "to_classifier")]
+  assert all(np.all(np.isfinite(g)) and np.any(g) for g in to_all)
+  # Equal up to the float32 reduction order of multithreaded kernels.
+  scale = float(np.abs(gradients["to_first_conv"]).max())
+  np.testing.assert_allclose(gradients["first_conv_alone"], gradients["to_first_conv"],
+                             rtol=0, atol=1e-3 * scale)
 
-  Nearly all of its time is TensorFlow constructing the higher-order gradient functions of the
-  restored training call, which a persistent tape asks for: that is what is tested.
-  """
+
+def persistent_tape_gradients(export_dir: str, golden_file: str) -> dict:
+  """Two gradient computations from one persistent tape over hub.load(version 5) in training
+  mode: to the first conv alone, then to the images, the first conv and the classifier.
+  Run in a process of its own (start_in_background): nearly all of its time is TensorFlow
+  constructing the higher-order gradient functions of the restored training call, which a
+  persistent tape asks for, and that is what is tested."""
   import tensorflow as tf
-  model = training_loaded(V5_RELEASE)  # Training mode moves its moving statistics.
-  # One image: the two gradient computations are compared with each other, not with a golden.
-  images = tf.constant(golden_nasnet_mobile["images"][:1])
+  import tensorflow_hub as hub
+  model = hub.load(export_dir)
+  with np.load(golden_file) as golden:
+    # One image: the two computations are compared with each other, not with a golden.
+    images = tf.constant(golden["images"][:1])
   first_conv, classifier = model.trainable_variables[0], model.trainable_variables[-2]
   gc.disable()  # The gradient functions are some 200k graph ops: no collection passes over them.
   try:
@@ -310,11 +338,44 @@ def test_gradients_under_a_persistent_tape_can_be_taken_twice(training_loaded,
     del tape
   finally:
     gc.enable()
-  assert to_conv is not None and all(g is not None for g in to_all)
-  assert all(np.all(np.isfinite(g.numpy())) and np.any(g.numpy()) for g in to_all)
-  # Equal up to the float32 reduction order of multithreaded kernels.
-  scale = float(np.abs(to_all[1].numpy()).max())
-  np.testing.assert_allclose(to_conv.numpy(), to_all[1].numpy(), rtol=0, atol=1e-3 * scale)
+  found = [to_conv, *to_all]
+  names = ["first_conv_alone", "to_images", "to_first_conv", "to_classifier"]
+  arrays = {name: (g.numpy() if g is not None else np.zeros(0))
+            for name, g in zip(names, found)}
+  arrays["missing"] = np.array([g is None for g in found])
+  return arrays
+
+
+# Checks that trace a restored model's gradients (a minute or more of one core each): each
+# in a process of its own, beside the tests, once the background models are done
+# (conftest.after_exports). Their tests are marked late.
+TAPE_TEST = "test_gradients_under_a_persistent_tape_can_be_taken_twice"
+FIT_TEST = "test_keras_fit_step_trains_weights_not_moving_statistics"
+BACKGROUND_CHECKS = {TAPE_TEST: (persistent_tape_gradients, V5_RELEASE),
+                     FIT_TEST: (keras_fit_step, V4_FEATURE_VECTOR)}
+
+
+def start_in_background(background, tmp_path_factory, selected: set) -> dict:
+  from exporters import export_tree
+  from tests.conftest import golden_path, run_in_subprocess
+  started = {}
+  for name in BACKGROUND_CHECKS.keys() & selected:
+    function, release = BACKGROUND_CHECKS[name]
+    out_dir = tmp_path_factory.mktemp(function.__name__)
+
+    def check(function=function, release=release, out_dir=out_dir) -> dict:
+      tree = background.tree.result()
+      return run_in_subprocess(
+          function, out_dir, export_dir=str(export_tree.export_path(tree.export_dir, release)),
+          golden_file=str(golden_path(FAST_MODEL)))
+    started[name] = background.after_exports(check)
+  return started
+
+
+@pytest.fixture(scope="module")
+def background_checks(background_exports, nasnet_mobile_tree):
+  """`background_checks(test name)` -> the arrays its background check returned."""
+  return lambda name: background_exports.started[__name__][name].result()
 
 
 # The large models (and pnasnet_mobile): one export each from the checkpoint seed of its

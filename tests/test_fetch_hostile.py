@@ -144,6 +144,33 @@ def test_endless_mirror_stops_at_its_bound(small_bounds, endless, monkeypatch, t
   assert leftovers(tmp_path / "ckpt") == []
 
 
+def test_ctrl_c_is_one_line_and_exit_status_130(endless, tmp_path):
+  """SIGINT while the CLI downloads (after its graph build): one line, no traceback."""
+  import signal
+  import subprocess
+  import sys
+  import time
+  from tests.conftest import REPO
+  dest = tmp_path / "ckpt"
+  proc = subprocess.Popen(
+      [sys.executable, "-m", "checkpoints.fetch", f"--model={MODEL}", f"--dest={dest}",
+       f"--mirror=http://127.0.0.1:{endless.server_address[1]}/",
+       f"--lock_file={tmp_path / 'lock.json'}"],
+      cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  try:
+    deadline = time.monotonic() + 300
+    while endless.sent == 0 and proc.poll() is None and time.monotonic() < deadline:
+      time.sleep(0.2)
+    assert endless.sent > 0, "the download never started"
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+  finally:
+    proc.kill()
+  assert proc.returncode == 130, stderr
+  assert "Traceback" not in stderr
+  assert stderr.splitlines()[-1].split("\r")[-1] == "interrupted: checkpoints.fetch stopped"
+
+
 def test_archive_member_that_is_not_a_checkpoint_file_is_one_error_line(server, tmp_path):
   server.serve(tar_gz({"model.ckpt.index": b"x", "model.ckpt.extra/notes.txt": b"hi"}))
   dest = tmp_path / "ckpt"

@@ -68,7 +68,7 @@ def test_golden_is_for_the_documented_seed_and_shapes(model, golden):
     images = np.random.RandomState(1000 + GOLDEN_SEEDS[model]).uniform(
         0, 1, (3, size, size, 3)).astype(np.float32)
     np.testing.assert_array_equal(arrays["images"], images)
-  assert arrays["logits"].shape == (3, registry.default().publisher["num_classes"])
+  assert arrays["logits"].shape == (3, registry.default().publisher.num_classes)
   assert arrays["features"].shape == (3, entry.feature_size)
   # Training mode is deterministic (and in the golden) only without path dropout.
   assert ("train_features" in arrays) == (not has_path_dropout(model))

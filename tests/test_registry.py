@@ -128,6 +128,56 @@ def test_bad_registry_files_are_rejected(registry_data, edit, message):
     registry.from_dict(registry_data)
 
 
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d["publisher"].update(num_classes="many"),
+     r"registry \[publisher\]: num_classes must be a positive whole number, not 'many'"),
+    (lambda d: d["publisher"].update(num_classes=True),
+     r"num_classes must be a positive whole number, not True"),
+    (lambda d: d.pop("publisher"), r"registry lacks its \[publisher\] table"),
+    (lambda d: d["publisher"].pop("collection"), r"registry \[publisher\] lacks \['collection'\]"),
+    (lambda d: d["models"]["nasnet_large"].update(num_cells="twelve"),
+     r"registry model 'nasnet_large': num_cells must be a positive whole number, not 'twelve'"),
+    (lambda d: d["models"]["nasnet_large"].update(image_size=-331),
+     r"image_size must be a positive whole number, not -331"),
+    (lambda d: d["models"]["pnasnet_large"].update(display_name=""),
+     r"registry model 'pnasnet_large': display_name must be a text, not ''"),
+    (lambda d: d["models"].update(nasnet_mobile="small"),
+     r"registry model 'nasnet_mobile' must be a table, not 'small'"),
+    (lambda d: d["versions"]["5"].update(models="nasnet_mobile"),
+     r"registry version 5: models must be a list of texts, not 'nasnet_mobile'"),
+    (lambda d: d["versions"]["4"].update(batch_norm_momentum="0.99"),
+     r"registry version 4: batch_norm_momentum must be a number, not '0.99'"),
+    (lambda d: d["versions"]["4"].update(batch_norm_momentum=99.7),
+     r"batch_norm_momentum must be between 0 and 1, not 99.7"),
+    (lambda d: d["versions"]["5"].update(serving_signature="yes"),
+     r"registry version 5: serving_signature must be true or false, not 'yes'"),
+    (lambda d: d["versions"].update(five=d["versions"]["5"]),
+     r"registry \[versions\] are numbered 1, 2, ...; not \['five'\]"),
+    (lambda d: d["unpublished_versions"]["1"].update(models="pnasnet_mobile"),
+     r"registry unpublished version 1: models must be a list of texts, not 'pnasnet_mobile'"),
+    (lambda d: d["tfjs"].update(models="nasnet_mobile"),
+     r"registry \[tfjs\]: models must be a list of texts, not 'nasnet_mobile'"),
+], ids=["num-classes-text", "num-classes-bool", "no-publisher", "publisher-field-missing",
+        "num-cells-text", "image-size-negative", "display-name-empty", "model-not-a-table",
+        "version-models-text", "momentum-text", "momentum-out-of-range", "flag-text",
+        "version-not-a-number", "unpublished-models-text", "tfjs-models-text"])
+def test_hand_edited_fields_of_the_wrong_type_are_named(registry_data, edit, message):
+  edit(registry_data)
+  with pytest.raises(registry.RegistryError, match=message):
+    registry.from_dict(registry_data)
+
+
+def test_an_unreadable_or_malformed_registry_file_is_one_error(tmp_path):
+  broken = tmp_path / "models.toml"
+  broken.write_text(registry.REGISTRY_FILE.read_text().replace("[publisher]", "[publisher", 1))
+  with pytest.raises(registry.RegistryError,
+                     match=rf"registry '{broken}' is not valid TOML: .*\(at line \d+"):
+    registry.load(broken)
+  with pytest.raises(registry.RegistryError,
+                     match=rf"cannot read the registry '{tmp_path}/absent.toml': No such file"):
+    registry.load(tmp_path / "absent.toml")
+
+
 def test_load_reads_an_edited_copy(tmp_path):
   text = registry.REGISTRY_FILE.read_text().replace("image_size = 224", "image_size = 225", 1)
   path = tmp_path / "models.toml"

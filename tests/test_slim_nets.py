@@ -74,7 +74,7 @@ def test_unknown_model_is_rejected():
 def nasnet_mobile_outputs(ckpt_factory, golden_nasnet_mobile):
   prefix = ckpt_factory("nasnet_mobile")
   model = registry.default().model("nasnet_mobile")
-  reference = SlimReference(model, registry.default().publisher["num_classes"], str(prefix))
+  reference = SlimReference(model, registry.default().publisher.num_classes, str(prefix))
   images = golden_nasnet_mobile["images"]
   yield reference.outputs(images, training=False), reference.outputs(images, training=True)
   reference.close()
@@ -102,7 +102,7 @@ def test_training_mode_updates_moving_mean_with_tensor_decay(ckpt_factory, golde
     decay = tf.placeholder_with_default(0.9997, [])
     outputs = slim_graph.build_outputs(registry.default().model("nasnet_mobile"), images,
                                        training=True, batch_norm_momentum=decay,
-                                       num_classes=registry.default().publisher["num_classes"])
+                                       num_classes=registry.default().publisher.num_classes)
     updates = tf.get_collection(tf.GraphKeys.UPDATE_OPS)
     assert updates and tf.get_collection(tf.GraphKeys.REGULARIZATION_LOSSES)
     moving_mean = [v for v in tf.global_variables() if v.op.name == "conv0_bn/moving_mean"][0]

@@ -13,6 +13,7 @@ true}` from the project's own serve.
 """
 import dataclasses
 import hashlib
+import inspect
 import json
 import os
 import pathlib
@@ -34,7 +35,8 @@ from exporters.formats import tfjs
 from exporters.publishing import publish_lib, serve_lib
 from tests.conftest import REPO, require_shared
 
-pytestmark = pytest.mark.tfjs
+# late: most of its tests read start_in_background's conversions.
+pytestmark = [pytest.mark.tfjs, pytest.mark.late]
 
 RUNTIME = REPO / "exporters" / "tfjs_runtime"
 BACKEND = "wasm"  # The fast one here: export-all's (tfjs.BACKEND).
@@ -79,17 +81,28 @@ class Hub:
   export_output: str
 
 
-@pytest.fixture(scope="module")
-def hub(nasnet_mobile_tree, tmp_path_factory):
-  """export-all converts DEPLOYMENTS into a copy of the session's tree (the parents are up to
-  date there: no model run), publish writes them, serve answers on 127.0.0.1."""
-  _require_converter()
+def start_in_background(background, tmp_path_factory, selected: set):
+  """export-all's conversions (minutes of the converter's process) and publish, once the
+  background models are done (conftest.after_exports): the tests that read them are marked
+  late."""
+  uses_hub = {name for name, f in globals().items() if name.startswith("test_")
+              and {"hub", "converted"} & set(inspect.signature(f).parameters)}
+  if not uses_hub & selected:
+    return None
   root = tmp_path_factory.mktemp("tfjs_hub")
+  return background.after_exports(lambda: _convert_and_publish(background.tree.result(), root))
+
+
+def _convert_and_publish(tree, root: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path, str]:
+  """export-all converts DEPLOYMENTS into a copy of the session's tree (the parents are up to
+  date there: no model run), and publish writes them: (exports, published, export-all's
+  output)."""
+  _require_converter()
   exports = root / "exports"
-  shutil.copytree(nasnet_mobile_tree.export_dir, exports, copy_function=os.link)
+  shutil.copytree(tree.export_dir, exports, copy_function=os.link)
   lines = []
   result = export_tree.run(export_tree.ExportAllConfig(
-      checkpoint_dir=str(nasnet_mobile_tree.checkpoint_dir), export_dir=str(exports),
+      checkpoint_dir=str(tree.checkpoint_dir), export_dir=str(exports),
       models=("nasnet_mobile",), versions=(CONVERTED_VERSION,), mirror="", in_process=True,
       heartbeat_s=0), log=lines.append)
   assert [(r.format, r.status) for r in result.rows] == (
@@ -97,6 +110,13 @@ def hub(nasnet_mobile_tree, tmp_path_factory):
   published = root / "published"
   publish_lib.run(publish_lib.PublishConfig(export_dir=str(exports), dest=str(published),
                                             versions=(CONVERTED_VERSION,)), log=lambda _: None)
+  return exports, published, "\n".join(lines)
+
+
+@pytest.fixture(scope="module")
+def hub(background_exports, nasnet_mobile_tree):
+  """The converted and published deployments (start_in_background), served on 127.0.0.1."""
+  exports, published, output = background_exports.started[__name__].result()
   requests = []
 
   class Recording(serve_lib.HubRequestHandler):
@@ -108,7 +128,7 @@ def hub(nasnet_mobile_tree, tmp_path_factory):
   server.RequestHandlerClass = Recording
   thread = threading.Thread(target=server.serve_forever, daemon=True)
   thread.start()
-  yield Hub(exports, published, server.url, requests, "\n".join(lines))
+  yield Hub(exports, published, server.url, requests, output)
   server.shutdown()
   server.server_close()
 

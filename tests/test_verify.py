@@ -38,7 +38,7 @@ OTHER_MOMENTUM = REGISTRY.release("nasnet_mobile", "classification", 1).version.
 def checked(nasnet_mobile_tree, release_export):
   """`checked(release, export_dir)` -> report, or raises ExportError; one reference for all."""
   prefix = str(nasnet_mobile_tree.checkpoint_dir / "nasnet_mobile" / "model.ckpt")
-  reference = SlimReference(TF1_RELEASE.model, int(REGISTRY.publisher["num_classes"]), prefix)
+  reference = SlimReference(TF1_RELEASE.model, REGISTRY.publisher.num_classes, prefix)
   checkpoint = checkpoint_reader.select("nasnet_mobile", checkpoint_reader.read_all(prefix),
                                         reference.variables)
 

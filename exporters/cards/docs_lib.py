@@ -11,12 +11,14 @@ its keys and values; everything else in a card is the same in every schema.
 from __future__ import annotations
 
 import dataclasses
+import os
 import pathlib
 
 import jinja2
 
 import registry
 from exporters import filesystem
+from exporters.errors import ExportError
 from exporters.cards import card_validator
 
 TEMPLATE_DIR = pathlib.Path(__file__).with_name("templates")
@@ -58,9 +60,8 @@ class DocsResult:
 def card_path(release: registry.Release) -> pathlib.PurePosixPath:
   """`<publisher>/models/<collection>/<model>/<module type>/<version>.md`, the hub's docs layout."""
   return pathlib.PurePosixPath(release.version.publisher, "models",
-                               release.registry.publisher["collection"],
-                               release.model.name, release.module_type,
-                               f"{release.version.number}.md")
+                               release.registry.publisher.collection,
+                               release.model.name, release.module_type, release.card_file)
 
 
 def deployment_card_path(deployment: registry.TfjsDeployment) -> pathlib.PurePosixPath:
@@ -116,7 +117,7 @@ def card_context(release: registry.Release, title_style: str = "plain",
       "family": family,
       "training_source": family["training_source"],
       "dataset": _field(reg.cards, "dataset", "[cards]"),
-      "num_classes": reg.publisher["num_classes"],
+      "num_classes": reg.publisher.num_classes,
       "metadata": metadata,
       "metadata_blank_lines": card.get("metadata_blank_lines"),
       "labels_file_link": card.get("labels_file_link", True),
@@ -233,12 +234,37 @@ def run(config: DocsConfig, reg: registry.Registry | None = None) -> DocsResult:
   changed = [p for p, text in cards.items() if _read_bytes(out / p) != text.encode("utf-8")]
   removed = [] if config.filtered else [p for p in _existing_cards(out, reg) if p not in cards]
   if not config.check:
-    for p in changed:
-      filesystem.write_atomically(out / p, cards[p].encode("utf-8"))
-    for p in removed:
-      (out / p).unlink()
+    _write_tree(out, {p: cards[p] for p in changed}, removed)
   return DocsResult(cards=tuple(cards), changed=tuple(changed), removed=tuple(removed),
                     card_schema=reg.card_schema(config.card_schema).name)
+
+
+def _write_tree(out: pathlib.Path, texts: dict[str, str], removed: list[str]) -> None:
+  """Stages every changed card beside its destination, then renames them all into
+  place and removes the stale ones. A filesystem fault while staging (a file where
+  a folder should be, a read-only or full disk) raises ExportError naming it and
+  leaves the tree as it was, without the folders this call made."""
+  created, staged = [], []
+  try:
+    for p, text in texts.items():
+      created += filesystem.make_parents(out / p, "the card", ExportError)
+      staged.append((filesystem.write_temporary(out / p, text.encode("utf-8")), out / p))
+  except BaseException as e:
+    for tmp, _ in staged:
+      pathlib.Path(tmp).unlink(missing_ok=True)
+    filesystem.remove_created(created)
+    if isinstance(e, OSError):
+      raise ExportError(f"cannot write the docs tree {str(out)!r}: {e.strerror or e} "
+                        f"({e.filename or out}); nothing was changed") from None
+    raise
+  try:
+    for tmp, path in staged:
+      os.replace(tmp, path)
+    for p in removed:
+      (out / p).unlink()
+  except OSError as e:
+    raise ExportError(f"cannot update the docs tree {str(out)!r}: {e.strerror or e} "
+                      f"({e.filename or out})") from None
 
 
 def _metadata(release: registry.Release, card: dict,
@@ -336,7 +362,7 @@ def _existing_cards(out: pathlib.Path, reg: registry.Registry) -> list[str]:
   found = []
   card_folder = reg.tfjs.get("card_folder")
   for publisher in reg.publisher_names:
-    root = out / publisher / "models" / reg.publisher["collection"]
+    root = out / publisher / "models" / reg.publisher.collection
     found.extend(p.relative_to(out).as_posix() for p in root.glob("*/*/*.md")
                  if p.parent.name in registry.MODULE_TYPES and p.stem.isdigit())
     if card_folder:
@@ -349,5 +375,7 @@ def _existing_cards(out: pathlib.Path, reg: registry.Registry) -> list[str]:
 def _read_bytes(path: pathlib.Path) -> bytes | None:
   try:
     return path.read_bytes()
-  except FileNotFoundError:
+  except (FileNotFoundError, NotADirectoryError):  # Absent: writing it says why not.
     return None
+  except OSError as e:
+    raise ExportError(f"cannot read {str(path)!r}: {e.strerror or e}") from None

@@ -125,7 +125,7 @@ def plan(config: ExportAllConfig, reg: registry_lib.Registry,
     stamp = stamps.read_stamp(stamp_file)
     # An unverified deployment is up to date until the runtime can verify it.
     up_to_date = (not config.force and parent.up_to_date and stamp is not None
-                  and stamp.key == key and (output_dir / "model.json").is_file()
+                  and stamp.key == key and (output_dir / tfjs.MODEL_JSON).is_file()
                   and (stamp_verified(stamp) or not can_verify))
     jobs.append(DeploymentJob(index=i, total=total, deployment=deployment, parent=parent,
                               output_dir=output_dir, stamp_file=stamp_file,
@@ -139,7 +139,7 @@ def plan(config: ExportAllConfig, reg: registry_lib.Registry,
       shared = references.get(release.model.name)
       if shared is None:
         shared = references[release.model.name] = _SharedReference(
-            release.model, int(release.registry.publisher["num_classes"]),
+            release.model, release.registry.publisher.num_classes,
             job.parent.checkpoint, users=0)
       shared.users += 1
       job.reference = shared

@@ -40,7 +40,7 @@ def stamp_path(export_dir, release) -> pathlib.Path:
 
 
 def card_path(export_dir, release) -> pathlib.Path:
-  return handle_dir(export_dir, release) / f"{release.version.number}.md"
+  return handle_dir(export_dir, release) / release.card_file
 
 
 def deployment_dir(export_dir, deployment: registry_lib.TfjsDeployment) -> pathlib.Path:
@@ -64,7 +64,7 @@ def remove_stale_temporaries(export_dir: pathlib.Path, reg: registry_lib.Registr
   """Deletes what an interrupted run left (`.tmp-*`, `.old-*`) in the handle directories."""
   removed = []
   handles = [h for name in reg.publisher_names
-             for h in (export_dir / name / reg.publisher["collection"]).glob("*/*")]
+             for h in (export_dir / name / reg.publisher.collection).glob("*/*")]
   handles += {deployment_dir(export_dir, d) for d in reg.tfjs_deployments()}
   for handle in sorted(handles):
     if not handle.is_dir():

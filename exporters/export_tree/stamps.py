@@ -82,9 +82,30 @@ def read_stamp(path: str | pathlib.Path) -> Stamp | None:
     # Format 2 had no provenance: read with it unknown, export_all records it without exporting.
     if data.pop("format", None) not in (2, STAMP_FORMAT):
       return None
+    if not _well_typed(data):
+      return None
     return Stamp(**data)
   except (OSError, ValueError, TypeError):
     return None
+
+
+# A JSON value's Python types for each annotation a Stamp field has.
+_STAMP_TYPES = {"str": (str,), "dict": (dict,), "int": (int,), "float": (int, float),
+                "int | None": (int, type(None))}
+
+
+def _well_typed(data: dict) -> bool:
+  """Every Stamp field present (but those with a default) and of its annotated type, so
+  that a hand-edited stamp (`"peak_rss_mb": "lots"`) reads as no stamp, not a crash later."""
+  for field in dataclasses.fields(Stamp):
+    if field.name not in data:
+      if field.default is dataclasses.MISSING:
+        return False
+      continue
+    value = data[field.name]
+    if isinstance(value, bool) or not isinstance(value, _STAMP_TYPES[field.type]):
+      return False
+  return data.keys() <= {f.name for f in dataclasses.fields(Stamp)}
 
 
 def write_stamp(path: pathlib.Path, stamp: Stamp) -> None:
@@ -157,7 +178,7 @@ def release_facts(release: registry_lib.Release) -> dict:
   version = {f.name: getattr(release.version, f.name) for f in dataclasses.fields(release.version)
              if f.name != "extra"}
   return {"handle": release.handle, "module_type": release.module_type,
-          "num_classes": release.registry.publisher["num_classes"],
+          "num_classes": release.registry.publisher.num_classes,
           "model": model, "version": version}
 
 

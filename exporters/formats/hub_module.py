@@ -210,11 +210,10 @@ class _ModeGraph:
   """One mode's construction: the feature vector, then (if wanted) the classifier added."""
 
   def __init__(self, model, training: bool, classification: bool, num_classes: int):
-    size = model.image_size
     self.graph = tf.Graph()
     self.savers, self.variables, self.snapshots = {}, {}, {}
     with self.graph.as_default(), tf1.variable_scope("", use_resource=True):
-      images = tf1.placeholder(tf.float32, [None, size, size, 3], name=IMAGES_INPUT)
+      images = tf1.placeholder(tf.float32, model.input_shape, name=IMAGES_INPUT)
       momentum = tf1.placeholder_with_default(
           tf.constant(np.nan, tf.float32, name=MOMENTUM_DEFAULT), [], name=MOMENTUM_INPUT)
       tensors = {IMAGES_INPUT: images, MOMENTUM_INPUT: momentum}
@@ -352,8 +351,9 @@ def _fail(release: Release, message: str):
 
 
 def _check_signature_def(release, tags, signature: Signature, signature_def) -> None:
-  size = release.model.image_size
-  expected_inputs = {IMAGES_INPUT: (tf.float32, [-1, size, size, 3])}
+  # A graph's unknown dimension reads back as -1.
+  expected_inputs = {IMAGES_INPUT: (tf.float32, [-1 if d is None else d
+                                                 for d in release.model.input_shape])}
   if signature.bn_hparams:
     expected_inputs[MOMENTUM_INPUT] = (tf.float32, [])
   got = {name: (tf.as_dtype(t.dtype), [d.size for d in t.tensor_shape.dim])

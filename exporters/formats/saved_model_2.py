@@ -138,13 +138,12 @@ class SavedModel2Constructions:
     model = releases[0].model
     self.checkpoint = checkpoint
     self._classification = any(r.module_type == "classification" for r in releases)
-    size = model.image_size
-    self.images_spec = tf.TensorSpec([None, size, size, 3], tf.float32, name=SERVING_INPUT_KEY)
+    self.images_spec = tf.TensorSpec(model.input_shape, tf.float32, name=SERVING_INPUT_KEY)
     classification = [r for r in releases if r.module_type == "classification"]
     network = _network_module(model, checkpoint.values,
                               slim_graph.num_classes(classification[0]) if classification else 0)
     log(f"{model.name}: creating the TF2 variables from the checkpoint")
-    features = network.features(tf.zeros([1, size, size, 3]), training=False,
+    features = network.features(tf.zeros([1, *model.input_shape[1:]]), training=False,
                                 batch_norm_momentum=tf.constant(0.0))
     self._variables = {"feature_vector": tf_keras_internals.shim_variables(network)}
     regularizers = {"feature_vector": tf_keras_internals.shim_regularizers(network)}
@@ -158,7 +157,7 @@ class SavedModel2Constructions:
                                               regularizers["feature_vector"]).items()}
     self._losses = {t: [losses[name] for name in r] for t, r in regularizers.items()}
 
-    images = tf.TensorSpec([None, size, size, 3], tf.float32)
+    images = tf.TensorSpec(model.input_shape, tf.float32)
     momentum = tf.TensorSpec([], tf.float32)
     self._features = tf.function(network.features, autograph=False)
     self._logits = tf.function(

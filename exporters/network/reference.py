@@ -43,10 +43,9 @@ class SlimReference:
   def _build(self, training: bool):
     if training in self._outputs:
       return self._outputs[training]
-    size = self.model.image_size
     with self._graph.as_default():
       if self._images is None:
-        self._images = tf.placeholder(tf.float32, [None, size, size, 3])
+        self._images = tf.placeholder(tf.float32, self.model.input_shape)
       # The second mode reuses the first one's variables. Its batch norms put
       # their moving-average updates into UPDATE_OPS, which is never run, so
       # the restored values stay as in the checkpoint; the decay then has no

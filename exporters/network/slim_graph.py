@@ -29,7 +29,7 @@ def exported_variable_names(module_type: str, checkpoint_names) -> list[str]:
 def num_classes(release: Release) -> int:
   """The classifier's width (the registry's); 0 for a feature vector, which has none."""
   if release.module_type == "classification":
-    return int(release.registry.publisher["num_classes"])
+    return release.registry.publisher.num_classes
   return 0
 
 
@@ -72,5 +72,5 @@ def build_logits(model: Model, features, *, training: bool, num_classes: int):
 def probe_images(model: Model, batch_size: int = 2, seed: int = 0) -> np.ndarray:
   """A deterministic batch of [0, 1] images for verification."""
   rng = np.random.RandomState(seed)
-  return rng.uniform(0.0, 1.0, (batch_size, model.image_size, model.image_size, 3)).astype(
+  return rng.uniform(0.0, 1.0, (batch_size, *model.input_shape[1:])).astype(
       np.float32)

@@ -137,7 +137,7 @@ def _export_model(config: ModelExportConfig, releases, registry: registry_lib.Re
   contents = checkpoint_reader.read_all(config.checkpoint_path)
   model_seconds["read_checkpoint"] = time.monotonic() - start
   start = time.monotonic()
-  reference = SlimReference(model, int(registry.publisher["num_classes"]), config.checkpoint_path)
+  reference = SlimReference(model, registry.publisher.num_classes, config.checkpoint_path)
   model_seconds["reference"] = time.monotonic() - start
   outcomes = []
   try:

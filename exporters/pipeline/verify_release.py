@@ -67,7 +67,7 @@ def verify_release(config: VerifyConfig, log: Callable[[str], None] = lambda _: 
   if not os.path.isdir(config.export_dir):
     raise ExportError(f"--export_dir {config.export_dir!r} is not a directory")
   contents = checkpoint_reader.read_all(config.checkpoint_path)
-  reference = SlimReference(release.model, int(registry.publisher["num_classes"]),
+  reference = SlimReference(release.model, registry.publisher.num_classes,
                             config.checkpoint_path)
   prefix = f"{release.handle_with_version}: "
   try:

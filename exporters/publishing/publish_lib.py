@@ -59,6 +59,7 @@ import registry as registry_lib
 from exporters import export_tree
 from exporters.errors import ExportError
 from exporters.export_tree import stamps
+from exporters.formats import tfjs as tfjs_format
 
 MANIFEST_FORMAT = 1
 COMPRESS_LEVEL = 6
@@ -101,7 +102,7 @@ def archive_path(dest: str, release: registry_lib.Release) -> str:
 
 
 def card_path(dest: str, release: registry_lib.Release) -> str:
-  return _join(dest, *release.handle.split("/"), f"{release.version.number}.md")
+  return _join(dest, *release.handle.split("/"), release.card_file)
 
 
 def manifest_path(dest: str, release: registry_lib.Release) -> str:
@@ -465,7 +466,7 @@ def find_deployments(config: PublishConfig, reg: registry_lib.Registry) -> list[
     model_dir = layout.deployment_path(config.export_dir, d)
     stamp = export_tree.read_stamp(layout.deployment_stamp_path(config.export_dir, d))
     card = layout.deployment_card_path(config.export_dir, d)
-    if (model_dir / "model.json").is_file() and stamp and card.is_file():
+    if (model_dir / tfjs_format.MODEL_JSON).is_file() and stamp and card.is_file():
       found.append(_Deployment(d, str(model_dir), str(card), stamp))
   return found
 
@@ -477,7 +478,7 @@ def deployment_files(model_dir: str) -> list[str]:
     if not stat.S_ISREG(os.lstat(os.path.join(model_dir, name)).st_mode):
       raise ExportError(f"{os.path.join(model_dir, name)} is not a plain file; a TF.js "
                         f"deployment holds only model.json and its weight files")
-  return ["model.json", *[n for n in names if n != "model.json"]]
+  return [tfjs_format.MODEL_JSON, *[n for n in names if n != tfjs_format.MODEL_JSON]]
 
 
 def deployment_manifest(dep: _Deployment, files: dict[str, dict]) -> dict:
