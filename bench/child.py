@@ -250,7 +250,7 @@ def run_construction(task: dict) -> dict:
       with variant:
         start = time.perf_counter()
         slim_nets.build(model.name, images, num_classes=num_classes, batch_norm_decay=0.997,
-                        is_training=training)
+                        weight_decay=model.weight_decay, is_training=training)
         return time.perf_counter() - start
 
   warmup = construct(training=False, fixed=True)

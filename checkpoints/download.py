@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from typing import Callable
 
 from checkpoints.errors import CheckpointError
 from checkpoints.layout import is_http
@@ -32,15 +33,18 @@ class Unavailable(Exception):
 
 
 def download(source: str, part: pathlib.Path, pinned_size: int | None, retries: int,
-              progress: "Progress", label: str, retry_delay_s: float, max_bytes: int):
+              progress: "Progress", label: str, retry_delay_s: float,
+              max_bytes: Callable[[], int]):
   """Brings `part` to the complete archive, resuming it over HTTP when possible.
 
-  Never writes past the pinned size, or `max_bytes` without a pin: a source
-  that sends more is stopped there and the part file deleted.
+  Never writes past the pinned size, or `max_bytes()` without a pin: a source
+  that sends more is stopped there and the part file deleted. `max_bytes` is
+  only called once the source answers (working it out builds the model's
+  graph, seconds that a missing archive need not cost).
   """
-  limit = pinned_size if pinned_size is not None else max_bytes
+  limit = (lambda: pinned_size) if pinned_size is not None else max_bytes
   if not is_http(source):
-    _copy_local(pathlib.Path(source), part, progress, label, limit)
+    _copy_local(pathlib.Path(source), part, progress, label, limit, pinned_size is not None)
     return
   problem = None
   for attempt in range(1, max(retries, 1) + 1):
@@ -62,7 +66,7 @@ def download(source: str, part: pathlib.Path, pinned_size: int | None, retries: 
 
 
 def _download_http(url: str, part: pathlib.Path, pinned_size: int | None,
-                   progress: "Progress", label: str, limit: int):
+                   progress: "Progress", label: str, max_bytes: Callable[[], int]):
   """One attempt: continues `part` from its size; raises Transient when cut short."""
   offset = part.stat().st_size if part.exists() else 0
   if pinned_size is not None and offset >= pinned_size:
@@ -90,6 +94,7 @@ def _download_http(url: str, part: pathlib.Path, pinned_size: int | None,
     raise Transient(getattr(err, "reason", None) or err) from None
 
   with response:
+    limit = max_bytes()
     if offset and response.status == 206:
       start, _, total = _content_range(response.headers.get("Content-Range", ""))
       if start != offset:
@@ -133,7 +138,7 @@ def _content_range(header: str) -> tuple[int | None, int | None, int | None]:
 
 
 def _copy_local(path: pathlib.Path, part: pathlib.Path, progress: "Progress", label: str,
-                limit: int):
+                max_bytes: Callable[[], int], pinned: bool):
   try:
     src = open_regular(path, "mirror archive")
   except CheckpointError as err:
@@ -141,12 +146,13 @@ def _copy_local(path: pathlib.Path, part: pathlib.Path, progress: "Progress", la
       raise Unavailable(f"{path} does not exist") from None
     raise Unavailable(err) from None
   with src:
+    limit = max_bytes()
     total, done = os.fstat(src.fileno()).st_size, 0
     progress.start(label, 0, total)
     try:
       with _writing(part, "wb") as f:
         while chunk := src.read(CHUNK):
-          _refuse_past(limit, done + len(chunk), part, label, False)
+          _refuse_past(limit, done + len(chunk), part, label, pinned)
           _write(f, chunk, part)
           done += len(chunk)
           progress.update(done)

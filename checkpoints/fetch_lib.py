@@ -39,6 +39,7 @@ its released name; `CHECKPOINT_MIRROR` is the default mirror.
 from __future__ import annotations
 
 import contextlib
+import functools
 import fcntl
 import os
 import pathlib
@@ -142,13 +143,15 @@ def _fetch(model: str, dest: pathlib.Path, prefix: pathlib.Path, mirror: str | N
   e = entry(model)
   source = archive_source(model, mirror)
   pinned = read_lock(lock_file).get(e.archive_name)
-  limits = archive.Limits(data_bytes(archive_variables(model)), INDEX_OR_META_BYTES)
+  # Worked out (a graph construction) only once the archive is there to bound.
+  limits = functools.cache(
+      lambda: archive.Limits(data_bytes(archive_variables(model)), INDEX_OR_META_BYTES))
   part = dest / f".{e.archive_name}.part"
   progress = progress or Progress()
   label = f"{e.archive_name} from {source}"
   try:
     download.download(source, part, pinned["size"] if pinned else None, retries, progress,
-                      label, RETRY_DELAY_S, limits.archive_bytes)
+                      label, RETRY_DELAY_S, lambda: limits().archive_bytes)
   except download.Unavailable as err:
     raise CheckpointError(
         f"could not fetch {e.archive_name} from {source}: {err}. "
@@ -166,7 +169,7 @@ def _fetch(model: str, dest: pathlib.Path, prefix: pathlib.Path, mirror: str | N
   try:
     with filesystem.replacing(prefix.parent, "the checkpoint folder",
                               CheckpointError) as staging:
-      staged = archive.extract(part, e, pathlib.Path(staging), limits)
+      staged = archive.extract(part, e, pathlib.Path(staging), limits())
       if validate:
         validate_checkpoint(staged, model, label=f"the checkpoint in {e.archive_name}",
                             expected=expected_variables(model), archive=e.archive_name)

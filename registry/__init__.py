@@ -43,6 +43,12 @@ class Model:
   feature_size: int
   num_cells: int
   num_conv_filters: int
+  # The L2 weight decay of the network's TF-Slim arg scope: the training-mode
+  # exports' regularization losses are weight_decay * sum(w**2) / 2 per weight.
+  weight_decay: float
+  # Peak resident memory of one model run (GB): export-all's estimate until a
+  # stamp records a measured peak (exporters.export_tree.plan.memory_gb).
+  memory_gb: float
   checkpoint_archive: str
   checkpoint_file: str
   checkpoint_url: str
@@ -383,6 +389,12 @@ def from_dict(data: dict) -> Registry:
   models = {}
   for name, entry in _table(data, "models").items():
     core = _typed(f"registry model {name!r}", entry, Model, _MODEL_FIELDS)
+    if not core["memory_gb"] > 0:
+      raise RegistryError(f"registry model {name!r}: memory_gb must be more than 0, "
+                          f"not {core['memory_gb']!r}")
+    if not 0 < core["weight_decay"] < 1:
+      raise RegistryError(f"registry model {name!r}: weight_decay must be between 0 and 1, "
+                          f"not {core['weight_decay']!r}")
     extra = {k: v for k, v in entry.items() if k not in _MODEL_FIELDS}
     url = extra.pop("checkpoint_url", publisher.checkpoint_base_url + entry["checkpoint_archive"])
     models[name] = Model(name=name, checkpoint_url=url, extra=extra, **core)

@@ -32,6 +32,7 @@ def graph_variables(model: str, aux: bool = False) -> tuple[tuple[str, tuple[int
     # The variables do not depend on the batch-norm decay; the registry's
     # classifier width decides the classifier's shape.
     slim_nets.build(model, images, is_training=aux, use_aux_head=aux, batch_norm_decay=0.0,
+                    weight_decay=registry.default().model(model).weight_decay,
                     num_classes=registry.default().publisher.num_classes)
     return tuple((v.op.name, tuple(v.shape.as_list())) for v in tf.global_variables())
 

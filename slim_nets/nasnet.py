@@ -4,7 +4,6 @@ Builders take images already scaled to [-1, 1] (the hub exports map their
 [0, 1] inputs with 2*x-1) and return `(logits, end_points)`, where
 `end_points["global_pool"]` is the feature vector after the final ReLU.
 """
-import tensorflow.compat.v1 as tf
 
 from slim_nets import cells
 from slim_nets.tf_slim_compat import slim
@@ -40,18 +39,6 @@ def nasnet_large_config() -> cells.NetConfig:
                          drop_path_keep_prob=0.7, dense_dropout_keep_prob=0.5,
                          skip_reduction_layer_input=True,
                          total_num_cells=18 + 2 + 2)
-
-
-def nasnet_mobile_arg_scope(*, batch_norm_decay, weight_decay=4e-5, batch_norm_epsilon=1e-3,
-                            batch_norm_updates_collections=tf.GraphKeys.UPDATE_OPS):
-  return cells.arg_scope(weight_decay, batch_norm_decay, batch_norm_epsilon,
-                         batch_norm_updates_collections)
-
-
-def nasnet_large_arg_scope(*, batch_norm_decay, weight_decay=5e-5, batch_norm_epsilon=1e-3,
-                           batch_norm_updates_collections=tf.GraphKeys.UPDATE_OPS):
-  return cells.arg_scope(weight_decay, batch_norm_decay, batch_norm_epsilon,
-                         batch_norm_updates_collections)
 
 
 def build_nasnet(images, config: cells.NetConfig, *, num_classes, is_training=False,

@@ -4,7 +4,6 @@ Unlike NASNet-A, PNASNet uses one cell type throughout: cells at the
 reduction points (and the two stem cells) run it with stride 2.
 Builders take images scaled to [-1, 1] and return `(logits, end_points)`.
 """
-import tensorflow.compat.v1 as tf
 
 from slim_nets import cells
 from slim_nets.tf_slim_compat import slim
@@ -32,18 +31,6 @@ def pnasnet_mobile_config() -> cells.NetConfig:
                          drop_path_keep_prob=1.0, dense_dropout_keep_prob=0.5,
                          skip_reduction_layer_input=True,
                          total_num_cells=9 + 2)
-
-
-def pnasnet_large_arg_scope(*, batch_norm_decay, weight_decay=4e-5, batch_norm_epsilon=1e-3,
-                            batch_norm_updates_collections=tf.GraphKeys.UPDATE_OPS):
-  return cells.arg_scope(weight_decay, batch_norm_decay, batch_norm_epsilon,
-                         batch_norm_updates_collections)
-
-
-def pnasnet_mobile_arg_scope(*, batch_norm_decay, weight_decay=4e-5, batch_norm_epsilon=1e-3,
-                             batch_norm_updates_collections=tf.GraphKeys.UPDATE_OPS):
-  return cells.arg_scope(weight_decay, batch_norm_decay, batch_norm_epsilon,
-                         batch_norm_updates_collections)
 
 
 def build_pnasnet(images, config: cells.NetConfig, *, num_classes, is_training=False,

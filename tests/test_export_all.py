@@ -155,12 +155,21 @@ def _events(path: pathlib.Path) -> list[dict]:
                 key=lambda e: (e["t"], e["event"] == "start"))
 
 
+def _memory_estimates(monkeypatch, gb: dict[str, float]) -> None:
+  """export-all's registry, with these models' memory_gb (the estimate before a stamp)."""
+  import tomllib
+  data = tomllib.loads(pathlib.Path(registry.REGISTRY_FILE).read_text())
+  for model, value in gb.items():
+    data["models"][model]["memory_gb"] = value
+  edited = registry.from_dict(data)
+  monkeypatch.setattr(registry, "default", lambda: edited)
+
+
 def test_parallel_model_runs_stay_within_the_memory_budget(tmp_path, fake_ckpts, monkeypatch):
   events = tmp_path / "events.jsonl"
   monkeypatch.setenv("FAKE_EXPORT_LOG", str(events))
   monkeypatch.setenv("FAKE_EXPORT_SECONDS", "2")  # Overlap despite slow worker starts.
-  for model in THREE_MODELS:
-    monkeypatch.setitem(plan_lib.MEMORY_GB, model, 2.0)
+  _memory_estimates(monkeypatch, dict.fromkeys(THREE_MODELS, 2.0))
   # Room for 3 model runs, memory for 2.
   result, output = run(config(tmp_path, models=THREE_MODELS, versions=(4, 5), jobs=3,
                               memory_budget_gb=4.5, in_process=False))
@@ -199,7 +208,7 @@ def test_one_model_at_a_time_each_in_its_own_process(tmp_path, fake_ckpts, monke
 
 
 def test_a_model_larger_than_the_budget_runs_alone(tmp_path, fake_ckpts, monkeypatch):
-  monkeypatch.setitem(plan_lib.MEMORY_GB, "nasnet_mobile", 10.0)
+  _memory_estimates(monkeypatch, {"nasnet_mobile": 10.0})
   result, output = run(config(tmp_path, jobs=2, memory_budget_gb=1, versions=(4,),
                               in_process=False))
   assert statuses(result) == ["exported"] * 2
@@ -263,8 +272,7 @@ def test_the_run_says_its_jobs_choice_first_and_runs_that_many(tmp_path, fake_ck
   monkeypatch.setenv("FAKE_EXPORT_LOG", str(events))
   monkeypatch.setenv("FAKE_EXPORT_SECONDS", "2")  # Overlap despite slow worker starts.
   two_models = THREE_MODELS[:2]
-  for model in two_models:
-    monkeypatch.setitem(plan_lib.MEMORY_GB, model, 2.0)
+  _memory_estimates(monkeypatch, dict.fromkeys(two_models, 2.0))
   _machine(monkeypatch, cores=4, available_gb=21.3)
   result, output = run(config(tmp_path, models=two_models, versions=(4,), in_process=False))
   assert statuses(result) == ["exported"] * 4
@@ -419,13 +427,81 @@ def test_sigterm_stops_the_workers_and_removes_their_temporaries(tmp_path, fake_
                            str(exports)], cwd=REPO, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT)
   try:
-    assert _wait_for(lambda: len(leftovers(exports)) == 2, 60, proc), proc.communicate()[0]
+    assert _wait_for(lambda: len(_release_temporaries(exports)) == 2, 60, proc), \
+        proc.communicate()[0]
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 130
   finally:
     proc.kill()
   assert leftovers(exports) == []
   assert not list(exports.glob("google/imagenet/*/*/[0-9]*"))
+
+
+def _release_temporaries(exports: pathlib.Path) -> list[str]:
+  """leftovers() less the workers' folder (`.tmp-export_all-*` at the tree's top)."""
+  return [p for p in leftovers(exports) if not p.startswith(".tmp-export_all-")]
+
+
+_KILLABLE_RUN_WITH_A_CONVERTER = """
+import sys
+from exporters import export_tree
+from exporters.formats import tfjs
+tfjs.RUNTIME_DIR = sys.argv[3]  # Absent: the fake converter's files are not run.
+export_tree.run(export_tree.ExportAllConfig(
+    checkpoint_dir=sys.argv[1], export_dir=sys.argv[2], models=("nasnet_mobile",),
+    module_types=("classification",), versions=(3,), exporter="tests.trees:fake_export_model",
+    heartbeat_s=0, tfjs_converter=sys.argv[4]))
+"""
+
+
+def test_a_sigkilled_run_leaves_no_process_running_and_its_folders_are_swept(
+    tmp_path, fake_ckpts):
+  """SIGKILL cannot be handled: the model runs and the converter export_all runs die with
+  it (no orphan writing into the tree), and the workers' folder it leaves lies in the tree,
+  where the next run removes it, not in /tmp."""
+  from tests.trees import fake_tfjs_converter
+  exports, pid_file = tmp_path / "exports", tmp_path / "converter.pid"
+  converter = fake_tfjs_converter(tmp_path / "bin")
+  argv = [sys.executable, "-c", _KILLABLE_RUN_WITH_A_CONVERTER, str(fake_ckpts), str(exports),
+          str(tmp_path / "no_tfjs_runtime"), str(converter)]
+  # Killed while its model run exports.
+  proc = subprocess.Popen(argv, cwd=REPO, env=dict(os.environ, FAKE_EXPORT_SECONDS="60"),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+  try:
+    assert _wait_for(lambda: _release_temporaries(exports), 60, proc), proc.communicate()[0]
+    proc.kill()
+    proc.wait(timeout=30)
+  finally:
+    proc.kill()
+  [workers_dir] = exports.glob(".tmp-export_all-*")  # Its results and logs: in the tree.
+  # Killed while the TF.js converter runs (this run sweeps what the first one left).
+  proc = subprocess.Popen(argv, cwd=REPO, env=dict(os.environ, FAKE_TFJS_HANG=str(pid_file)),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+  try:
+    assert _wait_for(lambda: pid_file.is_file() and pid_file.read_text(), 120, proc), \
+        proc.communicate()[0]
+    converter_pid = int(pid_file.read_text())
+    assert not workers_dir.exists()
+    proc.kill()
+    proc.wait(timeout=30)
+  finally:
+    proc.kill()
+  deadline = time.monotonic() + 10
+  while time.monotonic() < deadline and _running(converter_pid):
+    time.sleep(0.1)
+  assert not _running(converter_pid), "the converter runs on after export_all was killed"
+  result, output = run(config(tmp_path, versions=(3,), module_types=("classification",)))
+  assert "temporary file(s) left by an interrupted run" in output  # The converter's.
+  assert leftovers(exports) == []
+
+
+def _running(pid: int) -> bool:
+  """Whether `pid` is a live process (a zombie, killed but not yet reaped, is not)."""
+  try:
+    with open(f"/proc/{pid}/stat") as f:
+      return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+  except FileNotFoundError:
+    return False
 
 
 def test_stale_temporaries_are_removed(tmp_path, fake_ckpts):
@@ -441,16 +517,21 @@ def test_stale_temporaries_are_removed(tmp_path, fake_ckpts):
   assert statuses(result) == ["up to date"]
 
 
-def test_a_second_concurrent_run_is_refused(tmp_path, fake_ckpts):
+def test_a_second_concurrent_run_is_refused_before_it_fetches_a_checkpoint(tmp_path):
+  """A second run is refused while the first holds the tree, and downloads nothing (it
+  leaves the tree's folders as they were)."""
+  (tmp_path / "empty_mirror").mkdir()
   exports = tmp_path / "exports"
   exports.mkdir()
   fd = os.open(exports / export_tree.LOCK_NAME, os.O_RDWR | os.O_CREAT)
   fcntl.flock(fd, fcntl.LOCK_EX)
   try:
     with pytest.raises(ExportError, match="another export_all is running"):
-      run(config(tmp_path))
+      run(config(tmp_path, checkpoint_dir=str(tmp_path / "no_such_dir")))
   finally:
     os.close(fd)
+  assert not (tmp_path / "no_such_dir").exists()  # Nothing was fetched into it.
+  assert sorted(os.listdir(exports)) == [export_tree.LOCK_NAME]  # Not the run's to remove.
 
 
 def test_unknown_model_stops_before_any_work(tmp_path, fake_ckpts):
@@ -620,7 +701,8 @@ def _kill_and_recover(tree, exports: pathlib.Path) -> KilledAndRecovered:
                        if p.is_file() and p.name != export_tree.LOCK_NAME
                        and not any(part.startswith(".tmp-")
                                    for part in p.relative_to(exports).parts)),
-        "temp_dirs": _temp_dirs(handle)}
+        "temp_dirs": _temp_dirs(handle),
+        "workers_dirs": sorted(exports.glob(".tmp-export_all-*"))}
   recovery = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
   return KilledAndRecovered(exports, handle, after_kill, recovery)
 
@@ -641,11 +723,15 @@ def test_real_export_killed_midway_leaves_nothing_and_the_next_run_recovers(
     assert left["kept"] == [], (sig, left)
     if sig == signal.SIGTERM:
       assert left["temp_dirs"] == [], "an interrupted export must remove its temporary dir"
-  assert len(killed.after_kill[signal.SIGKILL]["temp_dirs"]) == 1  # The next run cleans it up.
+      assert left["workers_dirs"] == [], "an interrupted run must remove its workers' folder"
+  # The next run cleans up what SIGKILL left: the release's temporary dir and the workers'
+  # folder (in the tree, not in /tmp).
+  assert len(killed.after_kill[signal.SIGKILL]["temp_dirs"]) == 1
+  assert len(killed.after_kill[signal.SIGKILL]["workers_dirs"]) == 1
 
   done = killed.recovery
   assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-  assert "removed 1 temporary file(s) left by an interrupted run" in done.stdout
+  assert "removed 2 temporary file(s) left by an interrupted run" in done.stdout
   for i, release in enumerate(KILLED_RELEASES, 1):
     assert f"[{i}/{len(KILLED_RELEASES)}] {release.handle_with_version}: exported and " \
            f"verified" in done.stdout

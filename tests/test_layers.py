@@ -15,8 +15,10 @@ PACKAGES = ("registry", "slim_nets", "checkpoints", "exporters", "bench")
 
 # Lowest first. A module belongs to the first layer with a prefix of its name.
 LAYERS = (
-    # The base: exceptions and the one filesystem transaction; they import no project code.
-    ("exporters.errors", "exporters.filesystem", "checkpoints.errors"),  # And the empty
+    # The base: exceptions, the one filesystem transaction, children that die with their
+    # parent; they import no project code.
+    ("exporters.errors", "exporters.filesystem", "exporters.child_processes",
+     "checkpoints.errors"),  # And the empty
     # package files exporters/__init__.py and checkpoints/__init__.py (EMPTY_PACKAGES).
     ("registry",),
     ("slim_nets",),

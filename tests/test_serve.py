@@ -342,21 +342,85 @@ def test_binds_127_0_0_1_by_default_and_takes_bursts(published):
     server.server_close()
 
 
-def test_tfjs_format_file_answers_a_deployments_files_inside_the_root(tmp_path):
-  from exporters.publishing import serve_lib
+def test_tfjs_format_file_answers_only_a_published_deployments_files(tmp_path):
+  import json
   handle = "google/tfjs-model/imagenet/nasnet_mobile/classification/3/default/1"
   folder = tmp_path / "root" / handle
   folder.mkdir(parents=True)
   (folder / "model.json").write_text("{}")
   (folder / "group1-shard1of1.bin").write_bytes(b"w")
+  (folder / "notes.txt").write_text("a stray file, not the deployment's")
   (folder.parent / "1.md").write_text("# Tfjs card\n")
+  listed = ["model.json", "group1-shard1of1.bin", "group1-shard2of2.bin"]
+  (folder.parent / "1.manifest.json").write_text(json.dumps({"files": {n: {} for n in listed}}))
   (tmp_path / "secret.bin").write_bytes(b"s")
   os.symlink(tmp_path / "secret.bin", folder / "group1-shard2of2.bin")
+  release = tmp_path / "root" / HANDLE
+  release.mkdir(parents=True)
+  (release / "4.tar.gz").write_bytes(b"archive")
+  (release / "4.manifest.json").write_text(json.dumps({"sha256": "0" * 64}))
   root = str(tmp_path / "root")
   for name in ("model.json", "group1-shard1of1.bin"):
     answer = serve_lib.resolve(root, f"/{handle}/{name}?tfjs-format=file")
     assert (answer.status, answer.path) == (200, str((folder / name).resolve()))
   assert serve_lib.resolve(root, f"/{handle}").path == str((folder.parent / "1.md").resolve())
-  assert serve_lib.resolve(root, f"/{handle}/group1-shard2of2.bin?tfjs-format=file").status == 404
-  assert serve_lib.resolve(root, f"/{handle}/missing.bin?tfjs-format=file").status == 404
+  for path in (f"/{handle}/group1-shard2of2.bin",  # Listed, but a link out of the root.
+               f"/{handle}/missing.bin", f"/{handle}/notes.txt",  # Not listed.
+               f"/{handle[:-2]}/1.md", f"/{handle[:-2]}/1.manifest.json",  # Beside it.
+               f"/{HANDLE}/4.tar.gz", f"/{HANDLE}/4.manifest.json"):  # A release's files.
+    assert serve_lib.resolve(root, f"{path}?tfjs-format=file").status == 404, path
   assert serve_lib.resolve(root, f"/{handle}/model.json?tfjs-format=zip").status == 400
+  (folder.parent / "1.manifest.json").write_text("not json")  # A damaged manifest lists nothing.
+  assert serve_lib.resolve(root, f"/{handle}/model.json?tfjs-format=file").status == 404
+
+
+def test_names_that_are_not_ascii_are_answered(tmp_path, capfd):
+  root = tmp_path / "root"
+  (root / HANDLE).mkdir(parents=True)
+  (root / HANDLE / "4.tar.gz").write_bytes(b"archive")
+  (root / HANDLE / "\u00b2.tar.gz").write_bytes(b"stray")  # "²".isdigit() is True.
+  (root / "caf\u00e9" / "m").mkdir(parents=True)
+  (root / "caf\u00e9" / "m" / "1.tar.gz").write_bytes(b"archive")
+  capfd.readouterr()
+  with serving(root) as url:
+    status, headers, _ = get(f"{url}/{HANDLE}?tf-hub-format=compressed")
+    assert status == 302 and headers["Location"] == f"/{HANDLE}/4?tf-hub-format=compressed"
+    assert get(f"{url}/{HANDLE}/%C2%B2?tf-hub-format=compressed")[0] == 404
+    status, headers, _ = get(f"{url}/caf%C3%A9/m?q=%C3%A9")
+    assert status == 302 and headers["Location"] == "/caf%C3%A9/m/1?q=%C3%A9"
+    assert get(f"{url}/caf%C3%A9/m/1?tf-hub-format=compressed")[2] == b"archive"
+  assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_request_head_trickled_in_a_byte_at_a_time_is_dropped(published, capfd):
+  """Every byte arrives well within the idle timeout, but the head never ends."""
+  server = serve_lib.make_server(str(published), port=0, idle_timeout_s=1.0)
+  thread = threading.Thread(target=server.serve_forever, daemon=True)
+  thread.start()
+  capfd.readouterr()
+  try:
+    sock = socket.create_connection(server.server_address[:2], timeout=10)
+    head = f"GET /{HANDLE}/4 HTTP/1.1\r\nHost: x\r\nX-Slow: ".encode() + b"a" * 1000
+    start, closed = time.monotonic(), False
+    for byte in head:
+      try:
+        sock.sendall(bytes([byte]))
+      except OSError:  # Reset by the server.
+        closed = True
+        break
+      sock.settimeout(0.2)
+      try:
+        if sock.recv(1024) == b"":
+          closed = True
+          break
+      except TimeoutError:
+        pass
+    elapsed = time.monotonic() - start
+    sock.close()
+    assert closed and elapsed < 5, elapsed
+    assert get(f"{server.url}/{HANDLE}/4")[0] == 200  # Others are still answered.
+  finally:
+    server.shutdown()
+    server.server_close()
+  err = capfd.readouterr().err
+  assert "Traceback" not in err and err.count("dropped: its request head") == 1, err

@@ -48,6 +48,31 @@ def test_registry_agrees_with_graph_builders(model):
   assert config.num_conv_filters == entry.num_conv_filters
 
 
+def test_regularization_losses_carry_the_registrys_weight_decay():
+  """Every weight's L2 loss is the registry's weight_decay * sum(w**2) / 2 (the classifier's
+  too), so a wrong registry value shows in every training-mode export's losses."""
+  import dataclasses
+  # A decay no network has: the graph can only carry it by taking the registry's value.
+  model = dataclasses.replace(registry.default().model("nasnet_mobile"), weight_decay=1e-3)
+  graph = tf.Graph()
+  with graph.as_default():
+    images = tf.placeholder(tf.float32, model.input_shape)
+    features = slim_graph.build_features(model, images, training=True, batch_norm_momentum=0.997,
+                                         batch_norm_updates_collections=None)
+    slim_graph.build_logits(model, features, training=True, num_classes=1001)
+    losses = tf.get_collection(tf.GraphKeys.REGULARIZATION_LOSSES)
+    weights = {v.op.name: v for v in tf.global_variables()
+               if v.op.name.endswith(("weights", "depthwise_weights", "pointwise_weights"))}
+    assert len(losses) == len(weights) and "final_layer/FC/weights" in weights
+    with tf.Session() as sess:
+      sess.run(tf.global_variables_initializer())
+      got = sess.run(losses)
+      expected = sess.run([tf.nn.l2_loss(w) for w in weights.values()])
+  # One loss per weight (op names differ: some layers name their kernel "kernel").
+  np.testing.assert_allclose(sorted(got), sorted(model.weight_decay * np.array(expected)),
+                             rtol=1e-5)
+
+
 def test_manifest_cli_prints_checkpoint_format():
   out = subprocess.run([sys.executable, "-m", "slim_nets.manifest", "--model=nasnet_mobile"],
                        capture_output=True, text=True, check=True).stdout

@@ -127,6 +127,9 @@ log = os.environ.get("FAKE_TFJS_LOG")
 if log:
   with open(log, "a") as f:
     f.write(str(parent) + "\\n")
+if os.environ.get("FAKE_TFJS_HANG"):  # A file to write this process's pid into; then hang.
+  pathlib.Path(os.environ["FAKE_TFJS_HANG"]).write_text(str(os.getpid()))
+  import time; time.sleep(300)
 if os.environ.get("FAKE_TFJS_FAIL") and os.environ["FAKE_TFJS_FAIL"] in str(parent):
   sys.exit("ValueError: fake converter failure")
 out.mkdir(parents=True)
@@ -141,7 +144,8 @@ out.mkdir(parents=True)
 def fake_tfjs_converter(folder: pathlib.Path) -> pathlib.Path:
   """An executable standing in for the TF.js converter: model.json plus one shard holding the
   parent's saved_model.pb ($FAKE_TFJS_LOG: a file that gets each parent; $FAKE_TFJS_FAIL: a
-  substring of the parents it fails on)."""
+  substring of the parents it fails on; $FAKE_TFJS_HANG: a file it writes its pid into before
+  it hangs)."""
   folder.mkdir(parents=True, exist_ok=True)
   path = folder / "fake_tensorflowjs_converter"
   path.write_text(FAKE_TFJS_CONVERTER.format(python=sys.executable))

@@ -61,9 +61,11 @@ def deployment_card_path(export_dir, deployment) -> pathlib.Path:
 
 
 def remove_stale_temporaries(export_dir: pathlib.Path, reg: registry_lib.Registry) -> list[str]:
-  """Deletes what an interrupted run left (`.tmp-*`, `.old-*`) in the handle directories."""
+  """Deletes what an interrupted run left (`.tmp-*`, `.old-*`) in the handle directories,
+  and the workers' folder (`.tmp-export_all-*`) at the tree's top."""
   removed = []
-  handles = [h for name in reg.publisher_names
+  handles = [export_dir]
+  handles += [h for name in reg.publisher_names
              for h in (export_dir / name / reg.publisher.collection).glob("*/*")]
   handles += {deployment_dir(export_dir, d) for d in reg.tfjs_deployments()}
   for handle in sorted(handles):

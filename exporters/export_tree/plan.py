@@ -18,11 +18,8 @@ from exporters.export_tree import layout, stamps
 from exporters.formats import tfjs as tfjs_format
 
 DEFAULT_EXPORTER = "exporters.pipeline:export_model"
-# Peak resident memory of one model run, in GB, before any stamp recorded a
-# measured one (then: the largest measured peak of the model's releases,
-# plus MEMORY_MARGIN). Unknown models get the default, the largest.
-MEMORY_GB = {"nasnet_mobile": 2.0, "nasnet_large": 6.0, "pnasnet_large": 6.0}
-DEFAULT_MEMORY_GB = 8.0
+# A model run's memory: the largest peak its releases' stamps measured, times
+# MEMORY_MARGIN; before any was measured, the registry's estimate (memory_gb).
 MEMORY_MARGIN = 1.2
 # The share of the memory available at the start that the model runs may use at
 # once, when no --memory_budget_gb is given.
@@ -177,7 +174,8 @@ def model_jobs(config: ExportAllConfig, release_jobs: list[ReleaseJob]) -> list[
 
 
 def memory_gb(config: ExportAllConfig, release: registry_lib.Release) -> float:
-  """A model run's peak memory: measured by earlier runs (stamps), else the estimate."""
+  """A model run's peak memory: measured by earlier runs (stamps), else the registry's
+  estimate."""
   measured = []
   for other in release.registry.releases(models=[release.model.name]):
     stamp = stamps.read_stamp(layout.stamp_path(config.export_dir, other))
@@ -185,7 +183,7 @@ def memory_gb(config: ExportAllConfig, release: registry_lib.Release) -> float:
       measured.append(stamp.peak_rss_mb)
   if measured:
     return MEMORY_MARGIN * max(measured) / 1024
-  return MEMORY_GB.get(release.model.name, DEFAULT_MEMORY_GB)
+  return release.model.memory_gb
 
 
 # ---- How many model runs at once.

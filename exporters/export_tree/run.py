@@ -4,12 +4,13 @@ A run goes through these steps, so that bad input stops it before any work:
 
   1. plan: the registry's releases, filtered by model, module type and version
      (exporters.export_tree.plan; an unknown name fails with the valid choices);
-  2. checkpoints: each planned model's `<checkpoint_dir>/<model>/model.ckpt`,
-     fetched with checkpoints.fetch_lib when absent; if any cannot be had, the
-     run stops here with how to provide them (--mirror, or placing the files);
-  3. cards: rendered and validated by exporters.cards (written at the end);
-  4. lock `<export_dir>` against a concurrent run and remove the temporary
-     directories an interrupted run left behind;
+  2. cards: rendered and validated by exporters.cards (written at the end);
+  3. lock `<export_dir>` against a concurrent run (exporters.export_tree.lock);
+  4. checkpoints, under the lock: each planned model's
+     `<checkpoint_dir>/<model>/model.ckpt`, fetched with checkpoints.fetch_lib
+     when absent; if any cannot be had, the run stops here with how to provide
+     them (--mirror, or placing the files), leaving no folder it made; then
+     remove the temporary directories an interrupted run left behind;
   5. skip each release whose stamp matches (exporters.export_tree.stamps),
      group the others by model and run one model job per model
      (exporters.pipeline.export_model: one checkpoint read, one construction
@@ -116,13 +117,14 @@ def run(config: ExportAllConfig, log: Callable[[str], None] = print,
   reg = reg or registry_lib.default()
   planned = plan_lib.releases(config, reg)
   cards = render_cards(config, reg, planned)
-  prefixes = plan_lib.provide_checkpoints(sorted({r.model.name for r in planned},
-                                                 key=list(reg.models).index), config, log)
   export_dir = pathlib.Path(config.export_dir)
   progress = Progress(log, config.heartbeat_s)
   rows: dict[int, Row] = {}
   fingerprint = stamps.code_fingerprint()
   with lock.locked(export_dir), _removing_temporaries_on_error(export_dir, reg):
+    # Fetched under the tree's lock: a second run waits for none of this run's downloads.
+    prefixes = plan_lib.provide_checkpoints(sorted({r.model.name for r in planned},
+                                                   key=list(reg.models).index), config, log)
     stale = layout.remove_stale_temporaries(export_dir, reg)
     if stale:
       log(f"removed {len(stale)} temporary file(s) left by an interrupted run")

@@ -7,22 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import signal
 import sys
 
 from exporters.export_tree.workers import load_exporter, report
-
-
-def _die_with_parent(parent_pid: int) -> None:
-  """In a worker: be killed when export_all dies, even by SIGKILL (Linux only)."""
-  try:
-    import ctypes
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-  except (OSError, AttributeError):
-    return
-  if os.getppid() != parent_pid:  # It died before the line above.
-    os._exit(1)
 
 
 def _worker_main(argv: list[str]) -> int:
@@ -36,10 +24,10 @@ def _worker_main(argv: list[str]) -> int:
   signal.signal(signal.SIGINT, signal.SIG_IGN)
   # As quiet as export_all itself (TensorFlow's start-up lines, the legacy layers'
   # deprecation warnings), unless that was run with --verbosity.
-  from exporters import cli
+  from exporters import child_processes, cli
   cli.quiet_from_environment()
   spec = json.loads(argv[0])
-  _die_with_parent(spec["parent_pid"])
+  child_processes.die_with_parent(spec["parent_pid"])
   from exporters import pipeline
   targets = tuple(pipeline.ReleaseTarget(t, int(v), d) for t, v, d in spec["targets"])
   config = pipeline.ModelExportConfig(spec["model"], spec["checkpoint"], targets, overwrite=True)

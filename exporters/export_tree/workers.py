@@ -23,6 +23,7 @@ import threading
 import time
 from typing import Callable
 
+from exporters import filesystem
 from exporters.compat.tf_internals import TENSORFLOW_LOG_LINE
 from exporters.export_tree import plan as plan_lib, stamps
 from exporters.export_tree.plan import ExportAllConfig, ModelJob, ReleaseJob
@@ -194,7 +195,10 @@ def run_in_workers(jobs: list[ModelJob], config: ExportAllConfig, progress,
   budget = config.memory_budget_gb or plan_lib.default_memory_budget_gb()
   pending = list(jobs)
   running: list[_Worker] = []
-  with tempfile.TemporaryDirectory(prefix="export_all-") as work:
+  # The workers' results and logs lie in the tree, under a temporary prefix: what a
+  # killed run leaves there, the next run removes under the lock.
+  with tempfile.TemporaryDirectory(prefix=f"{filesystem.TEMP_PREFIX}export_all-",
+                                   dir=config.export_dir) as work:
     try:
       while pending or running:
         if _interrupted.is_set():

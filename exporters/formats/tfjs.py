@@ -57,7 +57,7 @@ import tempfile
 import time
 from typing import Callable
 
-from exporters import filesystem
+from exporters import child_processes, filesystem
 from exporters.errors import ExportError
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -139,7 +139,7 @@ def _run_tool(command: list[str], tool: str, doing: str, on: str, timeout_s: flo
   """Runs a tool's process; its timeout or failure is one ExportError line naming `tool`."""
   try:
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s,
-                            **kwargs)
+                            preexec_fn=child_processes.dying_with_this_process(), **kwargs)
   except subprocess.TimeoutExpired:
     raise ExportError(f"{tool} did not finish {doing} within {timeout_s:.0f} s") from None
   if result.returncode != 0:

@@ -42,7 +42,7 @@ def build_outputs(model: Model, images, *, training: bool, batch_norm_momentum, 
   """
   logits, end_points = slim_nets.build(
       model.name, 2.0 * images - 1.0, is_training=training, num_classes=num_classes,
-      use_aux_head=False, batch_norm_decay=batch_norm_momentum,
+      use_aux_head=False, batch_norm_decay=batch_norm_momentum, weight_decay=model.weight_decay,
       batch_norm_updates_collections=batch_norm_updates_collections)
   outputs = {"features": end_points["global_pool"]}
   if num_classes:
@@ -66,7 +66,7 @@ def build_features(model: Model, images, *, training: bool, batch_norm_momentum,
 def build_logits(model: Model, features, *, training: bool, num_classes: int):
   """The classifier on `build_features`' output: what a classification module adds."""
   return slim_nets.build_classifier(model.name, features, num_classes=num_classes,
-                                    is_training=training)
+                                    weight_decay=model.weight_decay, is_training=training)
 
 
 def probe_images(model: Model, batch_size: int = 2, seed: int = 0) -> np.ndarray:

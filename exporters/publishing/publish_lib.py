@@ -358,7 +358,8 @@ def publish_one(export: _Export, dest: str, force: bool,
         status, staged, temps)
     _rename_in_order(staged, renamed, placed)
   except BaseException as e:
-    _fail(e, label, dest, status, placed, _dirname(archive))
+    _fail(e, label, dest, status, placed, [t for t in temps if t not in renamed],
+          _dirname(archive))
   finally:
     _remove_quietly([t for t in temps if t not in renamed])
   provenance = checkpoint_provenance(export.stamp)
@@ -378,10 +379,12 @@ def _rename_in_order(staged: list[tuple[str, str]], renamed: list[str], placed: 
 
 
 def _fail(e: BaseException, label: str, dest: str, status: str | None, placed: list[str],
-          folder: str) -> None:
-  """Called in `except` of a version's publish (release or deployment): a new version is
-  taken back whole (what this run placed, and the folders left empty up to `dest`); a
-  storage error becomes one line saying what is left; anything else is raised again."""
+          temporaries: list[str], folder: str) -> None:
+  """Called in `except` of a version's publish (release or deployment): its temporaries
+  are removed; a new version is taken back whole (what this run placed, and the folders
+  left empty up to `dest`); a storage error becomes one line saying what is left; anything
+  else is raised again."""
+  _remove_quietly(temporaries)  # First: a folder holding one is not empty.
   new_version = status in (None, "published")
   if new_version:
     _remove_quietly(placed)
@@ -551,7 +554,7 @@ def publish_deployment(dep: _Deployment, dest: str, force: bool,
       if name not in new:  # A replaced version keeps no file of the old one.
         gfile.remove(_join(folder, name))
   except BaseException as e:
-    _fail(e, label, dest, status, placed, folder)
+    _fail(e, label, dest, status, placed, [t for t in temps if t not in renamed], folder)
   finally:
     _remove_quietly([t for t in temps if t not in renamed])
   size = sum(f["size"] for f in new.values())

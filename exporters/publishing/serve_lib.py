@@ -8,6 +8,7 @@ exporters.publish writes. Routes, for a tree laid out by publish_lib:
   GET /<handle>[?...]                                302 to the newest published version
   GET /<handle>/<version>.tar.gz (.md, .manifest.json)   the file, as the bucket serves it
   GET /<tfjs handle>/<file>?tfjs-format=file         a TF.js deployment's model.json or shard
+                                                     (only a file its published manifest lists)
 
 `tf.loadGraphModel(handle, {fromTFHub: true})` (tfjs-converter) fetches
 `<handle>/model.json?tfjs-format=file` and then each weight file relative to
@@ -28,7 +29,15 @@ What it guarantees:
 - It binds 127.0.0.1 unless another host is asked for.
 - Each connection runs in its own thread; the listen backlog takes bursts
   (`LISTEN_BACKLOG`); a connection idle for `idle_timeout_s` (no request, or a
-  client that stops reading) is dropped.
+  client that stops reading) is dropped, and so is one whose request head
+  (request line and headers) is not complete `idle_timeout_s` after the server
+  began to wait for it, however slowly it trickles in.
+- `?tfjs-format=file` answers only the files a published TF.js deployment's
+  manifest (`<handle>.manifest.json`, which publish writes last) lists, never
+  any other file under the root.
+- Names that are not ASCII, in the URL or on disk, are answered like any
+  other (a version is ASCII digits only; a redirect's Location is
+  percent-encoded).
 - A client that goes away mid-response costs one log line, not a traceback.
 - `Range: bytes=...` with one range is answered 206 with Content-Range; one
   that cannot be satisfied, 416 with `Content-Range: bytes */<size>`. Several
@@ -40,10 +49,12 @@ from __future__ import annotations
 
 import dataclasses
 import http.server
+import json
 import os
 import re
 import socket
 import sys
+import threading
 import urllib.parse
 
 ARCHIVE_SUFFIX = ".tar.gz"
@@ -51,6 +62,8 @@ DEFAULT_HOST = "127.0.0.1"
 LISTEN_BACKLOG = 256  # Python's default (5) resets connections under a burst of clients.
 IDLE_TIMEOUT_S = 30.0
 CHUNK = 1 << 20
+MANIFEST_SUFFIX = ".manifest.json"  # Beside a version's archive, or a deployment's folder.
+_VERSION = re.compile(r"[0-9]+")  # ASCII digits only: str.isdigit() also takes "²".
 CONTENT_TYPES = {
     ".tar.gz": "application/gzip",
     ".md": "text/markdown; charset=utf-8",
@@ -92,12 +105,33 @@ def _file(root: str, path: str) -> str | None:
   return real if real and os.path.isfile(real) else None
 
 
+def _is_version(segment: str) -> bool:
+  return _VERSION.fullmatch(segment) is not None
+
+
 def _versions(root: str, segments: list[str]) -> list[int]:
   folder = _inside(root, os.path.join(root, *segments))
   if not folder or not os.path.isdir(folder):
     return []
   return sorted(int(name[:-len(ARCHIVE_SUFFIX)]) for name in os.listdir(folder)
-                if name.endswith(ARCHIVE_SUFFIX) and name[:-len(ARCHIVE_SUFFIX)].isdigit())
+                if name.endswith(ARCHIVE_SUFFIX) and _is_version(name[:-len(ARCHIVE_SUFFIX)]))
+
+
+def _deployment_file(root: str, segments: list[str]) -> str | None:
+  """The real path of `<deployment>/<name>` when the deployment's published manifest lists
+  `name` among its files; None for any other path."""
+  *folder, name = segments
+  if not folder:
+    return None
+  manifest = _file(root, os.path.join(root, *folder) + MANIFEST_SUFFIX)
+  try:
+    with open(manifest or os.devnull, "rb") as f:
+      files = json.loads(f.read() or b"{}").get("files")
+  except (OSError, ValueError, AttributeError):
+    return None  # Unreadable or not a deployment manifest: nothing is a deployment file.
+  if not isinstance(files, dict) or name not in files:
+    return None
+  return _file(root, os.path.join(root, *segments))
 
 
 def resolve(root: str, url: str) -> Answer:
@@ -121,12 +155,13 @@ def resolve(root: str, url: str) -> Answer:
     if tfjs_format != "file" or hub_format is not None:
       return Answer(400, message=f"tfjs-format={tfjs_format} is not served here; this server "
                                  f"serves only tfjs-format=file")
-    path = _file(root, os.path.join(root, *segments))
+    path = _deployment_file(root, segments)
     if path:
       return Answer(200, path=path)
-    return Answer(404, message=f"{'/'.join(segments)} is not published here")
+    return Answer(404, message=f"{'/'.join(segments)} is not a published TF.js deployment's "
+                               f"file")
   *handle, last = segments
-  if last.isdigit() and handle:
+  if _is_version(last) and handle:
     stem = os.path.join(root, *handle, last)
     path = _file(root, stem + (ARCHIVE_SUFFIX if hub_format == "compressed" else ".md"))
     if path:
@@ -134,8 +169,9 @@ def resolve(root: str, url: str) -> Answer:
     return Answer(404, message=f"{'/'.join(segments)} is not published here")
   versions = _versions(root, segments)
   if versions:
-    location = "/" + "/".join(segments + [str(versions[-1])])
-    return Answer(302, location=location + (f"?{parsed.query}" if parsed.query else ""))
+    location = "/" + "/".join(urllib.parse.quote(s) for s in segments + [str(versions[-1])])
+    query = urllib.parse.quote(parsed.query, safe="=&%+")  # Header values are latin-1 only.
+    return Answer(302, location=location + (f"?{query}" if query else ""))
   path = _file(root, os.path.join(root, *segments))
   if hub_format is None and path:
     return Answer(200, path=path)
@@ -176,6 +212,39 @@ class HubRequestHandler(http.server.BaseHTTPRequestHandler):
   def setup(self):
     self.timeout = self.server.idle_timeout_s  # Applied to the socket by StreamRequestHandler.
     super().setup()
+
+  def handle_one_request(self):
+    # The socket timeout bounds each wait for a byte; a client that sends its
+    # head a byte at a time also meets a deadline for the whole head.
+    self._head_done = threading.Event()
+    self._head_late = threading.Event()
+    timer = threading.Timer(self.server.idle_timeout_s, self._drop_unfinished_head)
+    timer.daemon = True
+    timer.start()
+    try:
+      super().handle_one_request()
+    finally:
+      timer.cancel()
+
+  def _drop_unfinished_head(self):
+    if self._head_done.is_set():
+      return
+    self._head_late.set()
+    try:
+      self.connection.shutdown(socket.SHUT_RDWR)  # Ends the blocked read with EOF.
+    except OSError:
+      pass
+
+  def parse_request(self):
+    parsed = not self._head_late.is_set() and super().parse_request()  # Reads the headers.
+    self._head_done.set()
+    if self._head_late.is_set():  # Cut at the deadline: what arrived is not a whole head.
+      host, port = self.client_address[:2]
+      self.server.log_line(f"{host}:{port} dropped: its request head was not complete "
+                           f"{self.server.idle_timeout_s:g} s after the server began to wait")
+      self.close_connection = True
+      return False
+    return parsed
 
   def do_GET(self):
     self._answer(send_body=True)
