@@ -362,13 +362,24 @@ def _typed(where: str, entry, record: type, fields) -> dict:
     elif kind == "str":
       ok, wanted = isinstance(value, str) and value != "", "a text"
     elif kind.startswith("tuple[str"):
-      ok = isinstance(value, list) and all(isinstance(v, str) and v for v in value)
-      wanted = "a list of texts"
+      ok, wanted = _is_list_of_texts(value), "a list of texts"
     else:  # A field this check does not know how to check: a programming error.
       raise TypeError(f"{record.__name__}.{field}: no check for type {kind}")
     if not ok:
       raise RegistryError(f"{where}: {field} must be {wanted}, not {value!r}")
   return {k: entry[k] for k in fields}
+
+
+def _is_list_of_texts(value) -> bool:
+  return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
+
+
+def _check_range(where: str, entry: dict, field: str, low: float, high: float | None) -> None:
+  """`entry[field]` (already checked to be a number) lies above `low`, and below `high`."""
+  value = entry[field]
+  if not (low < value and (high is None or value < high)):
+    bounds = f"more than {low:g}" if high is None else f"between {low:g} and {high:g}"
+    raise RegistryError(f"{where}: {field} must be {bounds}, not {value!r}")
 
 
 def _table(data: dict, name: str):
@@ -388,13 +399,10 @@ def from_dict(data: dict) -> Registry:
   publishers = _publishers(data.get("publishers", {}))
   models = {}
   for name, entry in _table(data, "models").items():
-    core = _typed(f"registry model {name!r}", entry, Model, _MODEL_FIELDS)
-    if not core["memory_gb"] > 0:
-      raise RegistryError(f"registry model {name!r}: memory_gb must be more than 0, "
-                          f"not {core['memory_gb']!r}")
-    if not 0 < core["weight_decay"] < 1:
-      raise RegistryError(f"registry model {name!r}: weight_decay must be between 0 and 1, "
-                          f"not {core['weight_decay']!r}")
+    where = f"registry model {name!r}"
+    core = _typed(where, entry, Model, _MODEL_FIELDS)
+    _check_range(where, core, "memory_gb", 0, None)
+    _check_range(where, core, "weight_decay", 0, 1)
     extra = {k: v for k, v in entry.items() if k not in _MODEL_FIELDS}
     url = extra.pop("checkpoint_url", publisher.checkpoint_base_url + entry["checkpoint_archive"])
     models[name] = Model(name=name, checkpoint_url=url, extra=extra, **core)
@@ -405,9 +413,7 @@ def from_dict(data: dict) -> Registry:
     raise RegistryError(f"registry [versions] are numbered 1, 2, ...; not {wrong}")
   for number, entry in sorted(numbered, key=lambda kv: int(kv[0])):
     _typed(f"registry version {number}", entry, Version, _VERSION_FIELDS)
-    if not 0 < entry["batch_norm_momentum"] < 1:
-      raise RegistryError(f"registry version {number}: batch_norm_momentum must be between "
-                          f"0 and 1, not {entry['batch_norm_momentum']!r}")
+    _check_range(f"registry version {number}", entry, "batch_norm_momentum", 0, 1)
     if entry["format"] not in FORMATS:
       raise RegistryError(f"registry version {number}: format must be one of {FORMATS}")
     unknown = set(entry["models"]) - models.keys()
@@ -502,7 +508,7 @@ def _unpublished_versions(data: dict, published: dict[int, Version], models: dic
     missing = [f for f in ("follows", "models") if f not in entry]
     if missing:
       raise RegistryError(f"{where} lacks {missing}")
-    if not isinstance(entry["models"], list) or not all(isinstance(m, str) for m in entry["models"]):
+    if not _is_list_of_texts(entry["models"]):
       raise RegistryError(f"{where}: models must be a list of texts, not {entry['models']!r}")
     followed = published.get(entry["follows"])
     if followed is None:

@@ -25,15 +25,16 @@ def graph_variables(model: str, aux: bool = False) -> tuple[tuple[str, tuple[int
   import registry
   import slim_nets
   slim_nets.get_net(model)  # An unknown name fails here, naming the known ones.
+  reg = registry.default()
+  entry = reg.model(model)
   graph = tf.Graph()
   with graph.as_default():
-    images = tf.placeholder(tf.float32, [1, *registry.default().model(model).input_shape[1:]])
+    images = tf.placeholder(tf.float32, [1, *entry.input_shape[1:]])
     # Training mode: the aux head exists only there in TF-Slim's own graphs.
     # The variables do not depend on the batch-norm decay; the registry's
     # classifier width decides the classifier's shape.
     slim_nets.build(model, images, is_training=aux, use_aux_head=aux, batch_norm_decay=0.0,
-                    weight_decay=registry.default().model(model).weight_decay,
-                    num_classes=registry.default().publisher.num_classes)
+                    weight_decay=entry.weight_decay, num_classes=reg.publisher.num_classes)
     return tuple((v.op.name, tuple(v.shape.as_list())) for v in tf.global_variables())
 
 

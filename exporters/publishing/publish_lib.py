@@ -62,6 +62,10 @@ from exporters.export_tree import stamps
 from exporters.formats import tfjs as tfjs_format
 
 MANIFEST_FORMAT = 1
+# A version's files beside each other: <version>.tar.gz, <version>.md, <version>.manifest.json
+# (a deployment's manifest lies beside its folder); exporters.publishing.serve_lib reads them.
+ARCHIVE_SUFFIX = ".tar.gz"
+MANIFEST_SUFFIX = ".manifest.json"
 COMPRESS_LEVEL = 6
 CHUNK = 1 << 20
 ARCHIVE_MTIME = 0
@@ -98,7 +102,7 @@ def _join(*parts: str) -> str:
 
 
 def archive_path(dest: str, release: registry_lib.Release) -> str:
-  return _join(dest, *release.handle.split("/"), f"{release.version.number}.tar.gz")
+  return _join(dest, *release.handle.split("/"), f"{release.version.number}{ARCHIVE_SUFFIX}")
 
 
 def card_path(dest: str, release: registry_lib.Release) -> str:
@@ -106,7 +110,8 @@ def card_path(dest: str, release: registry_lib.Release) -> str:
 
 
 def manifest_path(dest: str, release: registry_lib.Release) -> str:
-  return _join(dest, *release.handle.split("/"), f"{release.version.number}.manifest.json")
+  return _join(dest, *release.handle.split("/"),
+               f"{release.version.number}{MANIFEST_SUFFIX}")
 
 
 # ---- The archive.
@@ -231,7 +236,7 @@ def manifest(export: _Export, sha256: str, size: int) -> dict:
       "handle": release.handle,
       "version": release.version.number,
       "format": release.version.format,
-      "archive": f"{release.version.number}.tar.gz",
+      "archive": f"{release.version.number}{ARCHIVE_SUFFIX}",
       "sha256": sha256,
       "size": size,
       "card": f"{release.version.number}.md",
@@ -360,8 +365,7 @@ def publish_one(export: _Export, dest: str, force: bool,
   except BaseException as e:
     _fail(e, label, dest, status, placed, [t for t in temps if t not in renamed],
           _dirname(archive))
-  finally:
-    _remove_quietly([t for t in temps if t not in renamed])
+  _remove_quietly([t for t in temps if t not in renamed])  # Those left unused (unchanged).
   provenance = checkpoint_provenance(export.stamp)
   log(f"{label}: {status} ({size} bytes, sha256 {sha256}; checkpoint: {provenance})")
   return Published(handle=label, archive=archive, sha256=sha256, size=size, status=status,
@@ -380,10 +384,10 @@ def _rename_in_order(staged: list[tuple[str, str]], renamed: list[str], placed: 
 
 def _fail(e: BaseException, label: str, dest: str, status: str | None, placed: list[str],
           temporaries: list[str], folder: str) -> None:
-  """Called in `except` of a version's publish (release or deployment): its temporaries
-  are removed; a new version is taken back whole (what this run placed, and the folders
-  left empty up to `dest`); a storage error becomes one line saying what is left; anything
-  else is raised again."""
+  """Called in `except` of a version's publish (release or deployment); always raises.
+  Its temporaries are removed; a new version is taken back whole (what this run placed,
+  and the folders left empty up to `dest`); a storage error becomes one line saying what
+  is left; anything else is raised again."""
   _remove_quietly(temporaries)  # First: a folder holding one is not empty.
   new_version = status in (None, "published")
   if new_version:
@@ -506,7 +510,7 @@ def publish_deployment(dep: _Deployment, dest: str, force: bool,
   label = d.handle
   folder = _join(dest, *d.handle.split("/"))
   card = folder + ".md"  # `<handle_dir>/<version>.md`, beside the files, as for a version.
-  manifest_file = card[:-len(".md")] + ".manifest.json"
+  manifest_file = folder + MANIFEST_SUFFIX
   gfile = _gfile()
   temps, renamed, placed, status = [], [], [], None
   try:
@@ -555,8 +559,7 @@ def publish_deployment(dep: _Deployment, dest: str, force: bool,
         gfile.remove(_join(folder, name))
   except BaseException as e:
     _fail(e, label, dest, status, placed, [t for t in temps if t not in renamed], folder)
-  finally:
-    _remove_quietly([t for t in temps if t not in renamed])
+  _remove_quietly([t for t in temps if t not in renamed])  # Those left unused (unchanged).
   size = sum(f["size"] for f in new.values())
   digest = hashlib.sha256(_manifest_bytes(new)).hexdigest()  # Over the per-file sha256s.
   provenance = checkpoint_provenance(dep.stamp)

@@ -57,12 +57,11 @@ import sys
 import threading
 import urllib.parse
 
-ARCHIVE_SUFFIX = ".tar.gz"
+from exporters.publishing.publish_lib import ARCHIVE_SUFFIX, MANIFEST_SUFFIX
 DEFAULT_HOST = "127.0.0.1"
 LISTEN_BACKLOG = 256  # Python's default (5) resets connections under a burst of clients.
 IDLE_TIMEOUT_S = 30.0
 CHUNK = 1 << 20
-MANIFEST_SUFFIX = ".manifest.json"  # Beside a version's archive, or a deployment's folder.
 _VERSION = re.compile(r"[0-9]+")  # ASCII digits only: str.isdigit() also takes "²".
 CONTENT_TYPES = {
     ".tar.gz": "application/gzip",
@@ -124,9 +123,11 @@ def _deployment_file(root: str, segments: list[str]) -> str | None:
   if not folder:
     return None
   manifest = _file(root, os.path.join(root, *folder) + MANIFEST_SUFFIX)
+  if manifest is None:
+    return None
   try:
-    with open(manifest or os.devnull, "rb") as f:
-      files = json.loads(f.read() or b"{}").get("files")
+    with open(manifest, "rb") as f:
+      files = json.loads(f.read()).get("files")
   except (OSError, ValueError, AttributeError):
     return None  # Unreadable or not a deployment manifest: nothing is a deployment file.
   if not isinstance(files, dict) or name not in files:
