@@ -97,7 +97,7 @@ def ensure_checkpoint(model: str, dest: str | os.PathLike = "checkpoints", *,
             f"{prefix.parent} exists but holds no {prefix.name}.index; complete or remove it, "
             f"or fetch with --force to replace it")
       return _fetch(model, dest, prefix, mirror, lock_file, validate, retries, progress)
-  except CheckpointError:
+  except BaseException:  # A failure or Ctrl-C: a kept .part keeps its folder.
     filesystem.remove_created(created)  # Only what this fetch made and left empty.
     raise
 

@@ -171,6 +171,39 @@ def test_ctrl_c_is_one_line_and_exit_status_130(endless, tmp_path):
   assert stderr.splitlines()[-1].split("\r")[-1] == "interrupted: checkpoints.fetch stopped"
 
 
+def test_ctrl_c_before_the_mirror_answers_leaves_no_folder(tmp_path):
+  """SIGINT while the mirror has not sent a byte: nothing to resume, so the folders the
+  fetch made are gone again."""
+  import signal
+  import socket
+  import subprocess
+  import sys
+  import time
+  from tests.conftest import REPO
+  silent = socket.socket()  # Accepts, never answers.
+  silent.bind(("127.0.0.1", 0))
+  silent.listen(1)
+  dest = tmp_path / "made" / "ckpt"
+  proc = subprocess.Popen(
+      [sys.executable, "-m", "checkpoints.fetch", f"--model={MODEL}", f"--dest={dest}",
+       f"--mirror=http://127.0.0.1:{silent.getsockname()[1]}/",
+       f"--lock_file={tmp_path / 'lock.json'}"],
+      cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  try:
+    silent.settimeout(300)
+    connection, _ = silent.accept()
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    connection.close()
+  finally:
+    proc.kill()
+    silent.close()
+  assert proc.returncode == 130, stderr
+  assert stderr.splitlines()[-1] == "interrupted: checkpoints.fetch stopped"
+  assert list(tmp_path.iterdir()) == [], list(tmp_path.rglob("*"))
+
+
 def test_archive_member_that_is_not_a_checkpoint_file_is_one_error_line(server, tmp_path):
   server.serve(tar_gz({"model.ckpt.index": b"x", "model.ckpt.extra/notes.txt": b"hi"}))
   dest = tmp_path / "ckpt"
