@@ -144,19 +144,23 @@ def test_endless_mirror_stops_at_its_bound(small_bounds, endless, monkeypatch, t
   assert leftovers(tmp_path / "ckpt") == []
 
 
+def _fetch_process(dest, port: int, lock_file):
+  """`python -m checkpoints.fetch` from http://127.0.0.1:<port>/, running."""
+  import subprocess
+  import sys
+  from tests.conftest import REPO
+  return subprocess.Popen(
+      [sys.executable, "-m", "checkpoints.fetch", f"--model={MODEL}", f"--dest={dest}",
+       f"--mirror=http://127.0.0.1:{port}/", f"--lock_file={lock_file}"],
+      cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 def test_ctrl_c_is_one_line_and_exit_status_130(endless, tmp_path):
   """SIGINT while the CLI downloads (after its graph build): one line, no traceback."""
   import signal
-  import subprocess
-  import sys
   import time
-  from tests.conftest import REPO
   dest = tmp_path / "ckpt"
-  proc = subprocess.Popen(
-      [sys.executable, "-m", "checkpoints.fetch", f"--model={MODEL}", f"--dest={dest}",
-       f"--mirror=http://127.0.0.1:{endless.server_address[1]}/",
-       f"--lock_file={tmp_path / 'lock.json'}"],
-      cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  proc = _fetch_process(dest, endless.server_address[1], tmp_path / "lock.json")
   try:
     deadline = time.monotonic() + 300
     while endless.sent == 0 and proc.poll() is None and time.monotonic() < deadline:
@@ -176,19 +180,12 @@ def test_ctrl_c_before_the_mirror_answers_leaves_no_folder(tmp_path):
   fetch made are gone again."""
   import signal
   import socket
-  import subprocess
-  import sys
   import time
-  from tests.conftest import REPO
   silent = socket.socket()  # Accepts, never answers.
   silent.bind(("127.0.0.1", 0))
   silent.listen(1)
   dest = tmp_path / "made" / "ckpt"
-  proc = subprocess.Popen(
-      [sys.executable, "-m", "checkpoints.fetch", f"--model={MODEL}", f"--dest={dest}",
-       f"--mirror=http://127.0.0.1:{silent.getsockname()[1]}/",
-       f"--lock_file={tmp_path / 'lock.json'}"],
-      cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  proc = _fetch_process(dest, silent.getsockname()[1], tmp_path / "lock.json")
   try:
     silent.settimeout(300)
     connection, _ = silent.accept()
