@@ -129,6 +129,27 @@ def test_code_or_registry_change_makes_releases_stale(tmp_path, fake_ckpts, monk
   assert [j.up_to_date for j in jobs] == [False, False]
 
 
+def test_the_code_fingerprint_covers_every_package_a_release_export_imports():
+  # A package an export imports but the fingerprint leaves out would let a
+  # change to it (a cell's wiring, the reference) keep stale releases "up to
+  # date". Only the shared one-file helpers beside the packages (errors,
+  # filesystem) write no release byte and stay out.
+  listing = subprocess.run(
+      [sys.executable, "-c",
+       "import sys, exporters.pipeline, exporters.verification\n"
+       "from exporters.formats import hub_module, saved_model_2\n"
+       "print('\\n'.join(getattr(m, '__file__', None) or '' for m in list(sys.modules.values())))"],
+      cwd=stamps.REPO_ROOT, capture_output=True, text=True, check=True).stdout.split()
+  covered = {p.resolve() for p in stamps.export_source_files()}
+  project = [pathlib.Path(f).resolve() for f in listing
+             if pathlib.Path(f).resolve().is_relative_to(stamps.REPO_ROOT)
+             and ".venv" not in pathlib.Path(f).parts]
+  assert project
+  missing = sorted(str(f.relative_to(stamps.REPO_ROOT)) for f in project
+                   if f not in covered and f.parent != stamps.REPO_ROOT / "exporters")
+  assert not missing
+
+
 def test_force_exports_again(tmp_path, fake_ckpts):
   run(config(tmp_path, versions=(5,)))
   assert statuses(run(config(tmp_path, versions=(5,), force=True))[0]) == ["exported"] * 2

@@ -14,10 +14,10 @@ same bytes too; export_all rewrites the stamps of up-to-date releases whose
 recorded provenance is no longer true instead of exporting them again.
 
 The code version covers whole packages: every Python file of the packages
-an export runs (`EXPORT_CODE_PACKAGES`: the model run, the format writers,
-the verification rules, the compat shims, the graph builders, the registry,
-and the checkpoint reading and matching rules), plus the versions of the libraries that write
-the bytes. The CLIs, export_all itself, cards, publishing and serving are
+an export runs (`EXPORT_CODE_PACKAGES`: the model run, the network and its
+reference, the format writers, the verification rules, the compat shims, the
+graph builders, the registry, and the checkpoint reading and matching rules),
+plus the versions of the libraries that write the bytes. The CLIs, export_all itself, cards, publishing and serving are
 other packages, so changing them re-exports nothing.
 """
 from __future__ import annotations
@@ -37,8 +37,9 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 DISTRIBUTION = "nasnet-hub-toolchain"
 STAMP_FORMAT = 3  # 3 added checkpoint_provenance; a format-2 stamp is read with it unknown.
 UNKNOWN_PROVENANCE = "unknown"  # A format-2 stamp; publish_lib says the same.
-EXPORT_CODE_PACKAGES = ("exporters/pipeline", "exporters/formats", "exporters/verification",
-                        "exporters/compat", "slim_nets", "registry", "checkpoints")
+EXPORT_CODE_PACKAGES = ("exporters/pipeline", "exporters/network", "exporters/formats",
+                        "exporters/verification", "exporters/compat", "slim_nets", "registry",
+                        "checkpoints")
 EXPORT_LIBRARIES = ("tensorflow", "tensorflow-cpu", "tf-keras", "tf-slim", "tensorflow-hub")
 # The TF.js converter step is not part of any release's export: its own code and
 # its environment's pins make the TF.js deployments' stamps (`tfjs_fingerprint`).
