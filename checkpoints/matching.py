@@ -23,9 +23,9 @@ def expected_variables(model: str) -> list[tuple[str, tuple[int, ...]]]:
 
 def archive_variables(model: str) -> list[tuple[str, tuple[int, ...]]]:
   """(name, shape) of every variable a released checkpoint of `model` may hold: the graph's,
-  the training-only aux head's and global_step."""
-  from slim_nets import manifest
-  return list(manifest.graph_variables(model, aux=True)) + [("global_step", ())]
+  the training-only aux head's and global_step (the graph's list kept on disk: variable_list)."""
+  from checkpoints import variable_list
+  return list(variable_list.aux_graph_variables(model)) + [("global_step", ())]
 
 
 # Every variable of these Slim networks is float32, global_step int64 (as the releases

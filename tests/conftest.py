@@ -3,14 +3,32 @@ import dataclasses
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = pathlib.Path(os.environ.get("SHARED_DIR", REPO.parent / "shared"))
+
+
+_CACHE_HOME = pytest.StashKey[str]()
+
+
+def pytest_configure(config):
+  # The suite's own user cache (checkpoints/variable_list.py keeps graph variable
+  # lists there), shared by the CLIs the tests start: a run neither reads nor
+  # leaves the developer's ~/.cache, and builds each graph's list once.
+  config.stash[_CACHE_HOME] = tempfile.mkdtemp(prefix="nasnet-hub-tests-cache-")
+  os.environ["XDG_CACHE_HOME"] = config.stash[_CACHE_HOME]
+
+
+def pytest_unconfigure(config):
+  if _CACHE_HOME in config.stash:
+    shutil.rmtree(config.stash[_CACHE_HOME], ignore_errors=True)
 
 
 def require_shared(*parts) -> pathlib.Path:
