@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import importlib.metadata
 import json
 import os
 import pathlib
@@ -48,6 +47,7 @@ import registry as registry_lib
 from bench import phases as phases_lib
 from bench import workloads as workloads_lib
 from bench.workloads import release_filter_flags
+from exporters.fingerprint import installed_versions
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DIR = pathlib.Path(os.environ.get("SHARED_DIR", REPO_ROOT.parent / "shared"))
@@ -115,12 +115,8 @@ def machine_info() -> dict:
     cpu = names[0] if names else cpu
   except OSError:
     pass
-  versions = {}
-  for name in ("tensorflow", "tensorflow-cpu", "tf-keras", "tensorflow-hub", "tf-slim", "numpy"):
-    try:
-      versions[name] = importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-      pass
+  versions = installed_versions(
+      ("tensorflow", "tensorflow-cpu", "tf-keras", "tensorflow-hub", "tf-slim", "numpy"))
   if "tensorflow" not in versions and "tensorflow-cpu" in versions:
     versions["tensorflow"] = versions["tensorflow-cpu"]
   return {

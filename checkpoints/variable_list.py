@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.metadata
 import json
 import os
 import pathlib
@@ -22,6 +21,7 @@ import pathlib
 from checkpoints.errors import CheckpointError
 from checkpoints.regular_file import open_regular
 from exporters import filesystem
+from exporters.fingerprint import installed_versions, sources_sha256
 
 SLIM_NETS_DIR = pathlib.Path(__file__).resolve().parents[1] / "slim_nets"
 GRAPH_LIBRARIES = ("tensorflow", "tf-slim", "tf-keras")
@@ -40,20 +40,11 @@ def cache_key(model: str) -> str:
   import registry
   reg = registry.default()
   entry = reg.model(model)
-  h = hashlib.sha256()
-  for path in sorted(SLIM_NETS_DIR.rglob("*.py")):
-    h.update(path.relative_to(SLIM_NETS_DIR).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-  libraries = {}
-  for name in GRAPH_LIBRARIES:
-    try:
-      libraries[name] = importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-      pass
   facts = {"model": model, "input_shape": list(entry.input_shape),
            "weight_decay": entry.weight_decay, "num_classes": reg.publisher.num_classes,
-           "libraries": libraries}
-  h.update(json.dumps(facts, sort_keys=True).encode())
-  return h.hexdigest()[:20]
+           "graph_sources_sha256": sources_sha256(SLIM_NETS_DIR, sorted(SLIM_NETS_DIR.rglob("*.py"))),
+           "libraries": installed_versions(GRAPH_LIBRARIES)}
+  return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:20]
 
 
 def cache_path(model: str) -> pathlib.Path:

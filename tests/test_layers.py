@@ -18,14 +18,14 @@ LAYERS = (
     # The base: exceptions, the one filesystem transaction, children that die with their
     # parent; they import no project code.
     ("exporters.errors", "exporters.filesystem", "exporters.child_processes",
-     "checkpoints.errors"),  # And the empty
+     "exporters.fingerprint", "checkpoints.errors"),  # And the empty
     # package files exporters/__init__.py and checkpoints/__init__.py (EMPTY_PACKAGES).
     ("registry",),
     ("slim_nets",),
     ("checkpoints.catalog", "checkpoints.regular_file", "checkpoints.integrity",
      "checkpoints.layout", "checkpoints.download",
-     "checkpoints.archive", "checkpoints.matching", "checkpoints.provenance",
-     "checkpoints.fetch_lib"),
+     "checkpoints.archive", "checkpoints.variable_list", "checkpoints.matching",
+     "checkpoints.provenance", "checkpoints.fetch_lib"),
     ("exporters.compat",),
     ("exporters.network",),  # The Slim graph, the checkpoint matched to it, the reference.
     ("exporters.verification",),  # What verifying means, for every artifact.

@@ -32,6 +32,7 @@ import pathlib
 
 import registry as registry_lib
 from exporters.export_tree import layout
+from exporters.fingerprint import installed_versions, sources_sha256
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 DISTRIBUTION = "nasnet-hub-toolchain"
@@ -142,18 +143,9 @@ def code_fingerprint() -> dict:
   registry/models.toml is hashed only through the facts each stamp takes from
   it (`release_facts`), so editing a card text does not re-export.
   """
-  h = hashlib.sha256()
-  for path in export_source_files():
-    h.update(path.relative_to(REPO_ROOT).as_posix().encode() + b"\0")
-    h.update(path.read_bytes() + b"\0")
-  libraries = {}
-  for name in EXPORT_LIBRARIES:
-    try:
-      libraries[name] = importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-      pass
-  return {"toolchain_version": toolchain_version(), "sources_sha256": h.hexdigest(),
-          "libraries": libraries}
+  return {"toolchain_version": toolchain_version(),
+          "sources_sha256": sources_sha256(REPO_ROOT, export_source_files()),
+          "libraries": installed_versions(EXPORT_LIBRARIES)}
 
 
 @functools.lru_cache(maxsize=None)
@@ -161,10 +153,9 @@ def tfjs_fingerprint() -> dict:
   """What identifies a TF.js conversion and its verification: the converter step's code,
   its environment's pins (constraints-tfjs.txt pins the whole tree) and the TF.js
   runtime's lock file and script; reading them needs no process."""
-  h = hashlib.sha256()
-  for name in (*TFJS_SOURCES, *TFJS_RUNTIME_SOURCES):
-    h.update(name.encode() + b"\0" + (REPO_ROOT / name).read_bytes() + b"\0")
-  return {"toolchain_version": toolchain_version(), "sources_sha256": h.hexdigest()}
+  paths = [REPO_ROOT / name for name in (*TFJS_SOURCES, *TFJS_RUNTIME_SOURCES)]
+  return {"toolchain_version": toolchain_version(),
+          "sources_sha256": sources_sha256(REPO_ROOT, paths)}
 
 
 def code_version(fingerprint: dict) -> str:
