@@ -186,12 +186,15 @@ def test_failed_export_removes_the_folders_it_created(tmp_path):
 
 def test_verbosity_brings_tensorflow_logging_back(tmp_path):
   from exporters import cli
-  a_file = tmp_path / "a_file"
-  a_file.write_text("")
-  result = run_export("--verbosity=1", *export_flags(a_file / "out"))
+  # A damaged index is found by TensorFlow's reader, so TensorFlow starts (and logs) first.
+  prefix = tmp_path / "ckpt" / "model.ckpt"
+  prefix.parent.mkdir()
+  pathlib.Path(f"{prefix}.index").write_bytes(b"not an index")
+  pathlib.Path(f"{prefix}.data-00000-of-00001").write_bytes(b"")
+  result = run_export("--verbosity=1", *export_flags(tmp_path / "out", checkpoint_path=prefix))
   assert result.returncode == 1
   lines = result.stderr.splitlines()
-  assert lines[-1].startswith("error: ") and "is not a directory" in lines[-1]
+  assert lines[-1].startswith("error: damaged index file"), result.stderr[-3000:]
   assert any(cli.TENSORFLOW_LOG_LINE.match(line) for line in lines[:-1]), result.stderr[-3000:]
   assert "Traceback" not in result.stderr
 

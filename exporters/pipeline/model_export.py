@@ -2,7 +2,9 @@
 
 The model is the unit of work. One run
   1. reads the checkpoint once, every tensor whole, checksummed and checked
-     finite (checkpoints.integrity), before constructing anything;
+     finite (checkpoints.integrity), and matches it with the graph's variable
+     list kept on disk (checkpoints.variable_list), before constructing
+     anything;
   2. constructs the verification reference's inference graph, which also
      lists the variables the network has (exporters.network.reference), and
      keeps exactly those variables' values, strictly matched;
@@ -25,10 +27,10 @@ import time
 from typing import Callable
 
 import registry as registry_lib
+from checkpoints import matching
 from exporters import filesystem, formats
 from exporters.errors import ExportError
 from exporters.network import checkpoint_reader
-from exporters.network.reference import SlimReference
 
 Log = Callable[[str], None]
 EXPORT_DIR = "--export_dir"  # What a release's destination is called in messages.
@@ -136,6 +138,12 @@ def _export_model(config: ModelExportConfig, releases, registry: registry_lib.Re
   start = time.monotonic()
   contents = checkpoint_reader.read_all(config.checkpoint_path)
   model_seconds["read_checkpoint"] = time.monotonic() - start
+  # Another model's checkpoint is refused before any graph is built: the graph's variables
+  # are listed on disk (checkpoints.variable_list); the reference's are matched again below.
+  checkpoint_reader.select(model.name, contents, matching.expected_variables(model.name))
+  # Imported here (it imports TensorFlow), so that a wrong release or destination is
+  # reported at once and export_all's workers start light.
+  from exporters.network.reference import SlimReference
   start = time.monotonic()
   reference = SlimReference(model, registry.publisher.num_classes, config.checkpoint_path)
   model_seconds["reference"] = time.monotonic() - start
