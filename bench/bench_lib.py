@@ -34,7 +34,6 @@ import json
 import os
 import pathlib
 import platform
-import re
 import shutil
 import signal
 import subprocess
@@ -47,6 +46,7 @@ import registry as registry_lib
 from bench import phases as phases_lib
 from bench import workloads as workloads_lib
 from bench.workloads import release_filter_flags
+from exporters.export_tree import events as events_lib
 from exporters.fingerprint import installed_versions
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -415,31 +415,15 @@ def measure_inference(config: BenchConfig, model: registry_lib.Model, checkpoint
 
 # ---- Part 3: export-all.
 
-# export_all's progress lines (exporters.export_tree.progress), one per release, e.g.
-#   "[3/8] <handle>/4: exported and verified in 45s … elapsed 1m02s"
-_PLANNED = re.compile(r"^\[\d+/(\d+)\] ")
-# Before any release is done, the run says how many it will export: "8 of 8 export(s) to do in".
-_TO_DO = re.compile(r"^(\d+) of \d+ export\(s\) to do in ")
-_DURATION = r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?"  # progress.format_seconds: 45s, 1m27s, 1h02m.
-_FINISHED = re.compile(r": exported and verified in " + _DURATION)
-_ELAPSED = re.compile(r"elapsed " + _DURATION + r"\s*$")
-
-
-def _duration(match) -> float:
-  hours, minutes, seconds = (int(g or 0) for g in match.groups())
-  return 3600.0 * hours + 60.0 * minutes + seconds
-
-
-def _finished_seconds(line: str) -> float | None:
-  """How long the release a progress line reports as done took (its write and verify)."""
-  match = _FINISHED.search(line)
-  return _duration(match) if match else None
-
-
-def _elapsed_seconds(line: str) -> float | None:
-  """The run's elapsed time a progress line ends with."""
-  match = _ELAPSED.search(line)
-  return _duration(match) if match else None
+def exported_releases(events_path: pathlib.Path) -> tuple[int | None, list[float], list[float]]:
+  """From an export_all run's typed records (its progress lines are for people): the releases
+  it planned to export, and per release exported, its seconds and the run's elapsed seconds
+  when it was done. A run stopped before it planned has no events file."""
+  run_events = events_lib.read_events(events_path) if events_path.exists() else []
+  planned = next((e.to_do for e in run_events if isinstance(e, events_lib.Planned)), None)
+  exported = [e for e in run_events if isinstance(e, events_lib.Done) and e.status == "exported"
+              and e.format in registry_lib.FORMATS]  # Not the TF.js deployments.
+  return planned, [e.seconds for e in exported], [e.elapsed_seconds for e in exported]
 
 
 def _process_tree_rss(process) -> int:
@@ -468,10 +452,12 @@ def run_export_all(config: BenchConfig, models: list[str], checkpoint_dir: pathl
              f"--export_dir={scratch}", f"--models={','.join(models)}",
              *release_filter_flags(config), f"--jobs={jobs}"]
   log_path = logs / f"export_all-jobs{jobs}.log"
+  events_path = logs / f"export_all-jobs{jobs}.events.jsonl"
+  command.append(f"--events_file={events_path}")
   _log(f"export-all --jobs={jobs} over {', '.join(models)} (stopped after "
        f"{config.export_all_timeout_s:.0f} s)")
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-  peak_rss, durations, planned, timed_out = 0, [], None, False
+  peak_rss, timed_out = 0, False
   start = time.monotonic()
   with open(log_path, "w") as log:
     proc = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log,
@@ -490,18 +476,7 @@ def run_export_all(config: BenchConfig, models: list[str], checkpoint_dir: pathl
         break
       time.sleep(0.25)
   wall = time.monotonic() - start
-  finished_at = []  # The run's elapsed seconds at each finished release.
-  for line in log_path.read_text(errors="replace").splitlines():
-    to_do = _TO_DO.match(line.strip())
-    if to_do:
-      planned = int(to_do.group(1))
-    match = _PLANNED.match(line.strip())
-    if match:
-      planned = int(match.group(1))
-      seconds = _finished_seconds(line)
-      if seconds is not None:
-        durations.append(seconds)
-        finished_at.append(_elapsed_seconds(line))
+  planned, durations, finished_at = exported_releases(events_path)
   finished = len(durations)
   result = {"jobs": jobs, "wall_seconds": wall, "returncode": proc.returncode,
             "timed_out": timed_out, "exports_finished": finished, "exports_planned": planned,

@@ -13,6 +13,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from registry import SAVED_MODEL_2_FORMAT, TF1_HUB_FORMAT
+
 SLIM = "slim_session"
 SAVED_MODEL = "saved_model"
 KERAS_LAYER = "hub_keras_layer"
@@ -30,7 +32,8 @@ DESCRIPTIONS = {
                         "input signature",
 }
 # The export format each exported workload loads (registry format names).
-FORMAT_OF = {SAVED_MODEL: "saved_model_2", KERAS_LAYER: "saved_model_2", HUB_V3: "hub"}
+FORMAT_OF = {SAVED_MODEL: SAVED_MODEL_2_FORMAT, KERAS_LAYER: SAVED_MODEL_2_FORMAT,
+             HUB_V3: TF1_HUB_FORMAT}
 # The tf_keras.applications model a user would pick instead, where there is one.
 KERAS_APPLICATION_FOR_MODEL = {
     "nasnet_mobile": "NASNetMobile",

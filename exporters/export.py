@@ -13,12 +13,13 @@ import sys
 
 from absl import flags
 
+import registry
 from exporters import cli
 from exporters.errors import ExportError
 
 _MODEL = flags.DEFINE_string("model", None, "Model name from the registry, e.g. nasnet_mobile.",
                              required=True)
-_MODULE_TYPE = flags.DEFINE_enum("module_type", None, ["classification", "feature_vector"],
+_MODULE_TYPE = flags.DEFINE_enum("module_type", None, list(registry.MODULE_TYPES),
                                  "What the model outputs: logits or the feature vector.",
                                  required=True)
 _VERSION = flags.DEFINE_integer("version", None, "Published version number (the registry's versions of the model).",

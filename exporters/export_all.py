@@ -60,6 +60,11 @@ _TFJS = flags.DEFINE_bool(
     "tfjs", True, "Also convert the TF.js deployments (registry [tfjs]) of the planned releases, "
     "after their parents; needs the converter environment .venv-tfjs (`make tfjs-env`).")
 
+_EVENTS_FILE = flags.DEFINE_string(
+    "events_file", None, "Also write the run's progress to this file as JSON lines, one typed "
+    "record per line (exporters/export_tree/events.py), for programs; the progress lines on "
+    "stdout are for people.")
+
 
 def main(argv):
   if len(argv) > 1:
@@ -69,7 +74,8 @@ def main(argv):
       checkpoint_dir=_CHECKPOINT_DIR.value, export_dir=_EXPORT_DIR.value,
       models=filters.models, module_types=filters.module_types, versions=filters.versions,
       jobs=_JOBS.value, memory_budget_gb=_MEMORY_BUDGET_GB.value, mirror=_MIRROR.value,
-      lock_file=_LOCK_FILE.value, force=_FORCE.value, tfjs=_TFJS.value)
+      lock_file=_LOCK_FILE.value, force=_FORCE.value, tfjs=_TFJS.value,
+      events_file=_EVENTS_FILE.value)
   # A polite kill stops like Ctrl-C: workers are stopped and their temporary dirs removed.
   signal.signal(signal.SIGTERM, export_tree.interrupt_on_signal)
   signal.signal(signal.SIGINT, export_tree.interrupt_on_signal)

@@ -16,12 +16,13 @@ import sys
 
 from absl import app, flags
 
+import registry
 from exporters import cli
 from exporters.errors import ExportError
 
 _MODEL = flags.DEFINE_string("model", None, "Model name from the registry, e.g. nasnet_mobile.",
                              required=True)
-_MODULE_TYPE = flags.DEFINE_enum("module_type", None, ["classification", "feature_vector"],
+_MODULE_TYPE = flags.DEFINE_enum("module_type", None, list(registry.MODULE_TYPES),
                                  "The parent release's module type.", required=True)
 _VERSION = flags.DEFINE_integer("version", None, "The parent release's version.", required=True)
 _PARENT_DIR = flags.DEFINE_string("parent_dir", None, "The release's verified TF1 Hub format "

@@ -18,7 +18,11 @@ from typing import Iterator
 
 REGISTRY_FILE = pathlib.Path(__file__).with_name("models.toml")
 MODULE_TYPES = ("classification", "feature_vector")
-FORMATS = ("hub", "saved_model_2")
+# The export formats, as the registry's versions name them.
+TF1_HUB_FORMAT = "hub"  # What hub.Module loads (google's versions 1-3).
+SAVED_MODEL_2_FORMAT = "saved_model_2"  # A TF2 SavedModel for hub.KerasLayer (4-5).
+FORMATS = (TF1_HUB_FORMAT, SAVED_MODEL_2_FORMAT)
+TFJS_FORMAT = "tfjs"  # A [tfjs] deployment (a TF.js graph model), in tables, stamps, manifests.
 _PUBLISHER_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 
 
@@ -461,7 +465,7 @@ def _tfjs(data: dict, versions: dict[int, Version], models: dict[str, Model]) ->
     raise RegistryError(f"registry [tfjs] names unknown models {unknown}")
   for number in data["parent_versions"]:
     version = versions.get(number)
-    if version is None or version.format != "hub":
+    if version is None or version.format != TF1_HUB_FORMAT:
       raise RegistryError(f"registry [tfjs] parent version {number!r} is not a published "
                           f"TF1 Hub format version (the TF.js converter reads those)")
     lacking = [m for m in data["models"] if m not in version.models]

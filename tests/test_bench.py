@@ -20,6 +20,7 @@ import pytest
 
 from bench import bench_lib, phases, report, targets
 from bench import workloads as workloads_lib
+from exporters.export_tree import events as events_lib
 from tests.conftest import REPO, SHARED, make_checkpoint, require_shared, run_command
 
 
@@ -94,15 +95,19 @@ def test_every_call_site_the_counter_relies_on_exists():
   assert phases.missing_call_sites() == []
 
 
-def test_progress_lines_parse():
-  line = ("[3/8] google/imagenet/nasnet_mobile/classification/4: exported and verified in "
-          "1m05s … elapsed 2m03s")
-  assert bench_lib._PLANNED.match(line).group(1) == "8"
-  assert bench_lib._finished_seconds(line) == 65.0
-  assert bench_lib._elapsed_seconds(line) == 123.0
-  assert bench_lib._finished_seconds("nasnet_mobile (8 release(s): hub, saved_model_2): "
-                                     "exporting … elapsed 0s") is None
-  assert bench_lib._TO_DO.match("8 of 8 export(s) to do in 1 model run(s)").group(1) == "8"
+def test_export_all_is_read_from_its_typed_events(tmp_path):
+  path = tmp_path / "events.jsonl"
+  release = dict(handle="google/imagenet/nasnet_mobile/classification", version=4, status="exported")
+  with events_lib.EventsFile(str(path)) as events:
+    events(events_lib.Planned(to_do=8, releases=8, model_runs=1, jobs=1))
+    events(events_lib.Done(**release, format="saved_model_2", seconds=65.0, elapsed_seconds=123.0))
+    events(events_lib.Done(**dict(release, status="failed"), format="hub", seconds=3.0,
+                           elapsed_seconds=126.0, error="OSError: full"))
+    events(events_lib.Done(**release, format="tfjs", seconds=9.0, elapsed_seconds=135.0))
+    events(events_lib.Finished(exported=2, failed=1, up_to_date=0, elapsed_seconds=140.0))
+  # The failed release and the TF.js deployment are not exported releases.
+  assert bench_lib.exported_releases(path) == (8, [65.0], [123.0])
+  assert bench_lib.exported_releases(tmp_path / "never-written.jsonl") == (None, [], [])
 
 
 def _run_summary(median, values=None):

@@ -24,7 +24,7 @@ import pytest
 import registry
 from exporters import export_tree
 from exporters.cards import docs_lib
-from exporters.export_tree import layout, plan as plan_lib, stamps
+from exporters.export_tree import events as events_lib, layout, plan as plan_lib, stamps
 from exporters.publishing import publish_lib
 from exporters.errors import ExportError
 from tests.conftest import make_checkpoint
@@ -149,6 +149,44 @@ def test_the_code_fingerprint_covers_every_package_a_release_export_imports():
   missing = sorted(str(f.relative_to(stamps.REPO_ROOT)) for f in project
                    if f not in covered and f.parent != stamps.REPO_ROOT / "exporters")
   assert not missing
+
+
+def test_the_events_file_holds_the_run_as_typed_records(tmp_path, fake_ckpts, monkeypatch):
+  monkeypatch.setenv("FAKE_EXPORT_FAIL", "nasnet_mobile/classification/4")
+  path = tmp_path / "events.jsonl"
+  path.write_text("an older, longer run's events\n" * 1000)  # Replaced whole.
+  with pytest.raises(ExportError) as e:
+    run(config(tmp_path, events_file=str(path)))
+  rows = e.value.result.rows
+  planned, *done, finished = events_lib.read_events(path)
+  assert planned == events_lib.Planned(to_do=NUM_RELEASES, releases=NUM_RELEASES, model_runs=1,
+                                       jobs=1)
+  assert [(d.handle, d.version, d.format, d.status, d.error) for d in done] == [
+      (r.handle, r.version, r.format, r.status, r.error) for r in rows]
+  assert [d.status for d in done].count("failed") == 1
+  elapsed = [d.elapsed_seconds for d in done]
+  assert elapsed == sorted(elapsed) and elapsed[-1] <= finished.elapsed_seconds
+  assert finished == events_lib.Finished(exported=NUM_RELEASES - 1, failed=1, up_to_date=0,
+                                         elapsed_seconds=finished.elapsed_seconds)
+
+
+def test_an_events_file_that_is_not_a_regular_file_is_refused_at_once(tmp_path, fake_ckpts):
+  fifo = tmp_path / "events.fifo"
+  os.mkfifo(fifo)  # Opened for writing the usual way, it would wait for a reader forever.
+  with pytest.raises(ExportError, match=r"^--events_file .*events.fifo.* cannot be written"):
+    run(config(tmp_path, events_file=str(fifo)))
+  (tmp_path / "dir").mkdir()
+  with pytest.raises(ExportError, match=r"^--events_file .*dir.* cannot be written"):
+    run(config(tmp_path, events_file=str(tmp_path / "dir")))
+  assert not (tmp_path / "exports").exists()
+
+
+def test_a_line_that_is_not_an_event_is_named(tmp_path):
+  path = tmp_path / "events.jsonl"
+  path.write_text('{"event": "Finished", "exported": 1, "failed": 0, "up_to_date": 0, '
+                  '"elapsed_seconds": 1.0}\n{"event": "Exploded"}\n')
+  with pytest.raises(ValueError, match=r"events.jsonl:2: not an export_all event"):
+    events_lib.read_events(path)
 
 
 def test_force_exports_again(tmp_path, fake_ckpts):

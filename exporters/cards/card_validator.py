@@ -32,9 +32,9 @@ import registry
 
 # The `## ` sections of each format, in card order; optional ones may be absent.
 SECTIONS = {
-    "hub": (("hub.Module for TF1", False), ("Overview", True), ("Training", True),
+    registry.TF1_HUB_FORMAT: (("hub.Module for TF1", False), ("Overview", True), ("Training", True),
             ("Usage", True), ("Fine-tuning", True), ("Changelog", False)),
-    "saved_model_2": (("TF2 SavedModel", True), ("Overview", True), ("Training", True),
+    registry.SAVED_MODEL_2_FORMAT: (("TF2 SavedModel", True), ("Overview", True), ("Training", True),
                       ("Usage", True), ("Fine-tuning", True), ("Changelog", False)),
 }
 

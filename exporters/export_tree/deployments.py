@@ -36,7 +36,7 @@ from exporters.export_tree import layout, stamps
 from exporters.export_tree.plan import ExportAllConfig, ReleaseJob
 from exporters.export_tree.progress import format_seconds
 
-FORMAT = "tfjs"  # How the table and the stamps name a deployment's format.
+FORMAT = registry_lib.TFJS_FORMAT  # How the table and the stamps name a deployment's format.
 
 
 @dataclasses.dataclass

@@ -43,6 +43,7 @@ class ExportAllConfig:
   in_process: bool = False  # Tests and debugging: models run in this process, one after another.
   tfjs: bool = True  # Also the TF.js deployments ([tfjs]) of the planned releases.
   tfjs_converter: str = tfjs_format.CONVERTER  # `tensorflowjs_converter` of `.venv-tfjs`.
+  events_file: str | None = None  # Also write the progress as typed records (events.py).
 
 
 @dataclasses.dataclass

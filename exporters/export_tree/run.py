@@ -41,6 +41,7 @@ from typing import Callable
 import registry as registry_lib
 from exporters.errors import ExportError
 from exporters.export_tree import deployments as deployments_lib
+from exporters.export_tree import events as events_lib
 from exporters.export_tree import layout, lock, plan as plan_lib, stamps, workers
 from exporters.export_tree.plan import ExportAllConfig, ReleaseJob
 from exporters.export_tree.progress import Progress, format_seconds
@@ -109,8 +110,17 @@ def run(config: ExportAllConfig, log: Callable[[str], None] = print,
   """Exports what is out of date, writes stamps and cards; raises ExportError if any failed.
 
   The error is raised after every export was tried; `ExportError.result`
-  then holds the rows for the table.
+  then holds the rows for the table. With `config.events_file`, the progress
+  is also written there as typed records (exporters.export_tree.events).
   """
+  if config.events_file is None:
+    return _run(config, log, reg, events_lib.no_events)
+  with events_lib.EventsFile(config.events_file) as events:
+    return _run(config, log, reg, events)
+
+
+def _run(config: ExportAllConfig, log: Callable[[str], None], reg: registry_lib.Registry | None,
+         events: events_lib.EventSink) -> ExportAllResult:
   if config.jobs is not None and config.jobs < 1:
     raise ExportError(f"--jobs must be at least 1, not {config.jobs}")
   workers.clear_interrupt()
@@ -140,6 +150,8 @@ def run(config: ExportAllConfig, log: Callable[[str], None] = print,
                                    memory_budget_gb=choice.memory_budget_gb)
       log(f"{len(todo)} of {len(jobs)} export(s) to do in {len(model_jobs)} model run(s)"
           + _jobs_text(config, choice, len(model_jobs)))
+      events(events_lib.Planned(to_do=len(todo), releases=len(jobs),
+                                model_runs=len(model_jobs), jobs=config.jobs))
     for job in [*jobs, *deployment_jobs]:
       if job.up_to_date:
         if todo or conversions:  # Nothing to do is said in one line at the end.
@@ -170,6 +182,7 @@ def run(config: ExportAllConfig, log: Callable[[str], None] = print,
       else:
         rows[job.index] = _row(job, "exported", seconds=report.seconds, verified=True,
                                size=layout.directory_size(job.export_dir))
+      events(_done_event(rows[job.index], progress))
 
     if todo:
       with progress:
@@ -188,6 +201,7 @@ def run(config: ExportAllConfig, log: Callable[[str], None] = print,
         rows[job.index] = _deployment_row(job, "failed" if converted.error else "exported",
                                           seconds=converted.seconds, error=converted.error,
                                           verification=converted.verification)
+        events(_done_event(rows[job.index], progress))
     todo = todo + conversions
     jobs = [*jobs, *deployment_jobs]
     cards_written = 0
@@ -201,6 +215,9 @@ def run(config: ExportAllConfig, log: Callable[[str], None] = print,
         cards_written += 1
   result = ExportAllResult(rows=[rows[j.index] for j in jobs],
                            seconds=time.monotonic() - progress.t0, cards_written=cards_written)
+  events(events_lib.Finished(exported=len(result.exported), failed=len(result.failed),
+                             up_to_date=len(jobs) - len(todo),
+                             elapsed_seconds=round(result.seconds, 3)))
   if not todo:
     up_to_date = f"all {len(jobs) - len(deployment_jobs)} release(s)" + (
         f" and {len(deployment_jobs)} TF.js deployment(s)" if deployment_jobs else "")
@@ -216,6 +233,13 @@ def run(config: ExportAllConfig, log: Callable[[str], None] = print,
     error.result = result
     raise error
   return result
+
+
+def _done_event(row: Row, progress: Progress) -> events_lib.Done:
+  return events_lib.Done(handle=row.handle, version=row.version, format=row.format,
+                         status=row.status, seconds=round(row.seconds or 0.0, 3),
+                         elapsed_seconds=round(time.monotonic() - progress.t0, 3),
+                         error=row.error)
 
 
 def _jobs_text(config: ExportAllConfig, choice: plan_lib.JobsChoice, model_runs: int) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Callable, Protocol
 
-from registry import Release
+from registry import SAVED_MODEL_2_FORMAT, TF1_HUB_FORMAT, Release
 
 Log = Callable[[str], None]
 
@@ -38,10 +38,10 @@ class FormatWriter(Protocol):
 
 def writer_for(fmt: str) -> FormatWriter:
   """The registry's format name -> its writer."""
-  if fmt == "hub":
+  if fmt == TF1_HUB_FORMAT:
     from exporters.formats.hub_module import HubModuleConstructions
     return HubModuleConstructions
-  if fmt == "saved_model_2":
+  if fmt == SAVED_MODEL_2_FORMAT:
     from exporters.formats.saved_model_2 import SavedModel2Constructions
     return SavedModel2Constructions
   raise ValueError(f"no writer for format {fmt!r}")
@@ -49,10 +49,10 @@ def writer_for(fmt: str) -> FormatWriter:
 
 def verifier_for(fmt: str) -> Callable[..., dict]:
   """The registry's format name -> its verify(release, export_dir, checkpoint, reference, log)."""
-  if fmt == "hub":
+  if fmt == TF1_HUB_FORMAT:
     from exporters.formats.hub_module import verify
     return verify
-  if fmt == "saved_model_2":
+  if fmt == SAVED_MODEL_2_FORMAT:
     from exporters.formats.saved_model_2 import verify
     return verify
   raise ValueError(f"no verifier for format {fmt!r}")

@@ -47,7 +47,7 @@ from exporters.network import slim_graph
 from exporters.network.checkpoint_reader import CheckpointValues
 from exporters.errors import ExportError
 from exporters import verification
-from registry import Release
+from registry import TF1_HUB_FORMAT, Release
 
 tf1 = tf.compat.v1
 
@@ -286,7 +286,7 @@ class HubModuleConstructions:
   write each release's `variables/`.
   """
 
-  format = "hub"
+  format = TF1_HUB_FORMAT
 
   def __init__(self, releases: list[Release], checkpoint: CheckpointValues, log):
     model = releases[0].model

@@ -48,6 +48,7 @@ from exporters import verification
 from exporters.formats import canonical
 from exporters.verification import VerificationError
 from exporters.network import slim_graph
+from registry import SAVED_MODEL_2_FORMAT
 
 # The serving signature's input and output names: the argument name of
 # `__call__`, and the key TensorFlow gives a signature's single unnamed output.
@@ -130,7 +131,7 @@ class SavedModel2Constructions:
   converting it made tracing about eight times slower.
   """
 
-  format = "saved_model_2"
+  format = SAVED_MODEL_2_FORMAT
 
   def __init__(self, releases, checkpoint, log: Callable[[str], None]):
     import tensorflow as tf

@@ -494,7 +494,7 @@ def deployment_manifest(dep: _Deployment, files: dict[str, dict]) -> dict:
       "manifest_format": MANIFEST_FORMAT,
       "handle": d.handle_dir,
       "version": d.version,
-      "format": "tfjs",
+      "format": registry_lib.TFJS_FORMAT,
       "parent": d.parent.handle_with_version,
       "files": files,
       "card": f"{d.version}.md",
