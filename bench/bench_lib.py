@@ -418,7 +418,7 @@ def measure_inference(config: BenchConfig, model: registry_lib.Model, checkpoint
 def exported_releases(events_path: pathlib.Path) -> tuple[int | None, list[float], list[float]]:
   """From an export_all run's typed records (its progress lines are for people): the releases
   it planned to export, and per release exported, its seconds and the run's elapsed seconds
-  when it was done. A run stopped before it planned has no events file."""
+  when it was done. A run that failed before it opened its events file has none."""
   run_events = events_lib.read_events(events_path) if events_path.exists() else []
   planned = next((e.to_do for e in run_events if isinstance(e, events_lib.Planned)), None)
   exported = [e for e in run_events if isinstance(e, events_lib.Done) and e.status == "exported"

@@ -40,9 +40,10 @@ def cache_key(model: str) -> str:
   import registry
   reg = registry.default()
   entry = reg.model(model)
+  sources = sorted(SLIM_NETS_DIR.rglob("*.py"))
   facts = {"model": model, "input_shape": list(entry.input_shape),
            "weight_decay": entry.weight_decay, "num_classes": reg.publisher.num_classes,
-           "graph_sources_sha256": sources_sha256(SLIM_NETS_DIR, sorted(SLIM_NETS_DIR.rglob("*.py"))),
+           "graph_sources_sha256": sources_sha256(SLIM_NETS_DIR, sources),
            "libraries": installed_versions(GRAPH_LIBRARIES)}
   return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:20]
 

@@ -97,7 +97,8 @@ def test_every_call_site_the_counter_relies_on_exists():
 
 def test_export_all_is_read_from_its_typed_events(tmp_path):
   path = tmp_path / "events.jsonl"
-  release = dict(handle="google/imagenet/nasnet_mobile/classification", version=4, status="exported")
+  release = dict(handle="google/imagenet/nasnet_mobile/classification", version=4,
+                 status="exported")
   with events_lib.EventsFile(str(path)) as events:
     events(events_lib.Planned(to_do=8, releases=8, model_runs=1, jobs=1))
     events(events_lib.Done(**release, format="saved_model_2", seconds=65.0, elapsed_seconds=123.0))

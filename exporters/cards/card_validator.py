@@ -32,10 +32,12 @@ import registry
 
 # The `## ` sections of each format, in card order; optional ones may be absent.
 SECTIONS = {
-    registry.TF1_HUB_FORMAT: (("hub.Module for TF1", False), ("Overview", True), ("Training", True),
-            ("Usage", True), ("Fine-tuning", True), ("Changelog", False)),
-    registry.SAVED_MODEL_2_FORMAT: (("TF2 SavedModel", True), ("Overview", True), ("Training", True),
-                      ("Usage", True), ("Fine-tuning", True), ("Changelog", False)),
+    registry.TF1_HUB_FORMAT: (
+        ("hub.Module for TF1", False), ("Overview", True), ("Training", True),
+        ("Usage", True), ("Fine-tuning", True), ("Changelog", False)),
+    registry.SAVED_MODEL_2_FORMAT: (
+        ("TF2 SavedModel", True), ("Overview", True), ("Training", True),
+        ("Usage", True), ("Fine-tuning", True), ("Changelog", False)),
 }
 
 _TITLE = re.compile(r"# Module (?P<name>[a-z0-9_-]+(?:/(?:&zwnj;)?[a-z0-9_-]+)+)/(?P<version>[1-9][0-9]*)")
