@@ -164,11 +164,17 @@ class _Task:
     self._value, self._error = None, None
 
   def start(self) -> "_Task":
-    with self._starting:
-      if self._thread is None:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+    self.start_if_new()
     return self
+
+  def start_if_new(self) -> bool:
+    """Starts it unless it was started already; says whether this call started it."""
+    with self._starting:
+      if self._thread is not None:
+        return False
+      self._thread = threading.Thread(target=self._run, daemon=True)
+      self._thread.start()
+      return True
 
   def _run(self) -> None:
     try:
@@ -248,8 +254,8 @@ def is_large(model: str) -> bool:
 # releases when a selected test asks for that. The tests run in this order
 # (pytest_collection_modifyitems): those that need no export, then those
 # that need nasnet_mobile's exports, then each background model's, by when
-# their work is usually done; within each group, those marked `late` last
-# (they read what their module started: start_in_background).
+# their work is usually done; then those marked `late` (they read what their
+# module started: start_in_background), in the same group order.
 
 BACKGROUND_MODELS = ("pnasnet_mobile", "nasnet_large", "pnasnet_large")  # In the order made.
 
@@ -278,9 +284,11 @@ def pytest_collection_modifyitems(session, config, items):
   """Runs the tests that need no export first, then nasnet_mobile's, then each background
   model's; notes what to start in the background."""
   models = {item: _background_model(item) for item in items}
-  items.sort(key=lambda item: (BACKGROUND_MODELS.index(models[item]) + 2 if models[item]
-                               else 1 if _needs_nasnet_mobile_tree(item) else 0,
-                               item.get_closest_marker("late") is not None))
+  # The late tests last of all: while they wait for work queued after the exports
+  # (after_exports), the other groups' tests have already run beside that work.
+  items.sort(key=lambda item: (item.get_closest_marker("late") is not None,
+                               BACKGROUND_MODELS.index(models[item]) + 2 if models[item]
+                               else 1 if _needs_nasnet_mobile_tree(item) else 0))
   config.stash[_BACKGROUND_WORK] = {
       model: any(models[item] == model and "hub_module_report" in item.fixturenames
                  for item in items)
@@ -334,6 +342,9 @@ class BackgroundExports:
     # Work queued by the test modules (after_exports), and whether they are all done queuing.
     self._later: list[_Task] = []
     self._later_queued = threading.Event()
+    self._models_done = threading.Event()
+    self._later_lock = threading.Lock()
+    self._second_runner: threading.Thread | None = None
     self._thread = threading.Thread(target=self._run, name="background-exports", daemon=True)
     self._thread.start()
 
@@ -347,13 +358,23 @@ class BackgroundExports:
 
     For work that keeps a core busy for a minute or more, in a process of its own: from
     then on the main process runs the export-consuming tests on one core, and this keeps
-    the other busy; started earlier, it would only slow the background exports."""
+    the other busy; started earlier, it would only slow the background exports. Once the
+    main process reaches the late tests, which mostly wait for this work, two such tasks
+    run at a time (late_phase)."""
     task = _Task(fn)
     self._later.append(task)
     return task
 
   def done_queuing(self) -> None:
     self._later_queued.set()
+
+  def late_phase(self) -> None:
+    """The main process has reached the late tests: a second runner of the queued work
+    starts (once the background models are done), using the core the tests leave idle."""
+    with self._later_lock:
+      if self._second_runner is None:
+        self._second_runner = threading.Thread(target=self._run_later, daemon=True)
+        self._second_runner.start()
 
   def get(self, model: str) -> _BackgroundModel:
     if model not in self.models:  # Asked for by a test the collection did not foresee.
@@ -375,11 +396,20 @@ class BackgroundExports:
     return dict(zip(map(_release_key, releases), report["exports"]))
 
   def _run(self) -> None:
-    for model, hub_module in list(self.work.items()):
-      self._make(model, hub_module)
+    try:
+      for model, hub_module in list(self.work.items()):
+        self._make(model, hub_module)
+    finally:
+      self._models_done.set()
+    self._run_later()
+
+  def _run_later(self) -> None:
+    """Runs the queued work, one task after another, each task once among the runners."""
+    self._models_done.wait()
     self._later_queued.wait()
     for task in self._later:
-      task.wait()
+      if task.start_if_new():
+        task.wait()
 
   def _make(self, model: str, hub_module: bool) -> None:
     state = self.models[model]
@@ -454,7 +484,16 @@ def background_exports(request, tmp_path_factory) -> BackgroundExports:
         background.started[module.__name__] = start(background, tmp_path_factory, names)
   finally:
     background.done_queuing()
+  request.config.stash[_BACKGROUND] = background
   return background
+
+
+_BACKGROUND = pytest.StashKey[BackgroundExports]()
+
+
+def pytest_runtest_setup(item):
+  if item.get_closest_marker("late") is not None and _BACKGROUND in item.config.stash:
+    item.config.stash[_BACKGROUND].late_phase()
 
 
 def run_in_subprocess(function, out_dir: pathlib.Path, **kwargs) -> dict:

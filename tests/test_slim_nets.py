@@ -8,6 +8,7 @@ import tensorflow.compat.v1 as tf
 
 import registry
 import slim_nets
+from checkpoints import variable_list
 from exporters.network import slim_graph
 from exporters.network.reference import SlimReference
 from slim_nets import manifest
@@ -30,9 +31,12 @@ def read_manifest(model):
 @pytest.mark.parametrize("model", [pytest.param(m, marks=pytest.mark.slow) if m in LARGE else m
                                    for m in MODELS])
 def test_graph_variables_match_released_checkpoint(model):
+  """The aux graph's list is checkpoints.variable_list's (manifest.graph_variables, kept in
+  the session's cache folder), the one every export's checkpoint check reads: built once
+  per session, here or by an export, whichever comes first."""
   released = dict(read_manifest(model))
   released.pop("global_step")
-  with_aux = dict(manifest.graph_variables(model, aux=True))
+  with_aux = dict(variable_list.aux_graph_variables(model))
   assert with_aux == released
   without_aux = dict(manifest.graph_variables(model, aux=False))
   assert without_aux == {n: s for n, s in released.items() if not n.startswith("aux_")}
