@@ -18,12 +18,16 @@ SHARED = pathlib.Path(os.environ.get("SHARED_DIR", REPO.parent / "shared"))
 _CACHE_HOME = pytest.StashKey[str]()
 
 
+_SUITE_CACHE_HOME: list[str] = []  # This session's cache folder (also make_checkpoint's).
+
+
 def pytest_configure(config):
   # The suite's own user cache (checkpoints/variable_list.py keeps graph variable
   # lists there), shared by the CLIs the tests start: a run neither reads nor
   # leaves the developer's ~/.cache, and builds each graph's list once.
   config.stash[_CACHE_HOME] = tempfile.mkdtemp(prefix="nasnet-hub-tests-cache-")
   os.environ["XDG_CACHE_HOME"] = config.stash[_CACHE_HOME]
+  _SUITE_CACHE_HOME[:] = [config.stash[_CACHE_HOME]]
 
 
 def pytest_unconfigure(config):
@@ -41,15 +45,36 @@ def require_shared(*parts) -> pathlib.Path:
 
 
 def make_checkpoint(model: str, out_dir: pathlib.Path, seed: int = 0) -> pathlib.Path:
-  """Writes ../shared/checkpoints/make_ckpt.py's checkpoint for `model`; returns its prefix."""
-  script = require_shared("checkpoints", "make_ckpt.py")
-  manifest = require_shared("checkpoints", "manifests", f"{model}.tsv")
+  """Writes ../shared/checkpoints/make_ckpt.py's checkpoint for `model` into `out_dir`;
+  returns its prefix. make_ckpt.py runs once per (model, seed) and session, into the
+  suite's cache folder; each caller gets a copy of its own (tests damage theirs)."""
   out_dir.mkdir(parents=True, exist_ok=True)
   prefix = out_dir / "model.ckpt"
   if not (out_dir / "model.ckpt.index").exists():
-    subprocess.run([sys.executable, str(script), str(manifest), str(prefix), str(seed)],
-                   check=True, capture_output=True)
+    generated = _generated_checkpoint(model, seed)
+    # The index last: a folder with an index holds the whole checkpoint.
+    for source in sorted(generated.iterdir(), key=lambda f: f.name.endswith(".index")):
+      shutil.copyfile(source, out_dir / source.name)
   return prefix
+
+
+_GENERATED_LOCKS: dict[tuple[str, int], threading.Lock] = {}
+_GENERATED_LOCKS_LOCK = threading.Lock()
+
+
+def _generated_checkpoint(model: str, seed: int) -> pathlib.Path:
+  """The folder of the session's one make_ckpt.py checkpoint of `model` at `seed`."""
+  script = require_shared("checkpoints", "make_ckpt.py")
+  manifest = require_shared("checkpoints", "manifests", f"{model}.tsv")
+  with _GENERATED_LOCKS_LOCK:
+    lock = _GENERATED_LOCKS.setdefault((model, seed), threading.Lock())
+  folder = pathlib.Path(_SUITE_CACHE_HOME[0]) / "checkpoints" / f"{model}_seed{seed}"
+  with lock:
+    if not (folder / "model.ckpt.index").exists():
+      folder.mkdir(parents=True, exist_ok=True)
+      subprocess.run([sys.executable, str(script), str(manifest), str(folder / "model.ckpt"),
+                      str(seed)], check=True, capture_output=True)
+  return folder
 
 
 @pytest.fixture(scope="session")
@@ -466,6 +491,9 @@ class BackgroundExports:
 @pytest.fixture(scope="session", autouse=True)
 def background_exports(request, tmp_path_factory) -> BackgroundExports:
   """Starts the session's exports at the session's start (see above)."""
+  # The session's base folder, made before any thread asks for a folder in it: two
+  # threads making it at once make two, and a folder in the other fails mktemp's check.
+  tmp_path_factory.getbasetemp()
   tree = _Task(lambda: _export_nasnet_mobile_tree(tmp_path_factory.mktemp("nasnet_mobile_tree")))
   if request.config.stash.get(_TREE_NEEDED, False):
     tree.start()
