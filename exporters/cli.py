@@ -34,6 +34,8 @@ import warnings
 
 from absl import app, flags, logging
 
+import registry
+from checkpoints.errors import CheckpointError
 from exporters.compat.tf_internals import TENSORFLOW_LOG_LINE
 
 QUIET_ENV = "EXPORTERS_QUIET_TENSORFLOW"
@@ -52,6 +54,12 @@ def run(main) -> None:
     except app.UsageError as e:  # absl would print the whole --help before it.
       print(f"error: {e}", file=sys.stderr, flush=True)
       return 2
+    except (registry.RegistryError, CheckpointError) as e:
+      # A hand-edited registry, or a checkpoint file found wrong where a command did not
+      # expect it (e.g. export_all's planning hashing a FIFO): its message, one line.
+      print("error: " + "; ".join(line.strip() for line in str(e).splitlines() if line.strip()),
+            file=sys.stderr, flush=True)
+      return 1
     except KeyboardInterrupt:
       # Ctrl-C in a command without handling of its own (a fetch, publish, docs): what it
       # was writing was rolled back on the way here; one line, not a traceback.

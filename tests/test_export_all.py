@@ -594,6 +594,28 @@ def test_a_second_concurrent_run_is_refused_before_it_fetches_a_checkpoint(tmp_p
   assert sorted(os.listdir(exports)) == [export_tree.LOCK_NAME]  # Not the run's to remove.
 
 
+def test_a_fifo_as_the_checkpoint_data_file_is_one_error_line(tmp_path, ckpt_factory):
+  """Planning hashes the checkpoint: a FIFO there is refused unopened, in one line (issue
+  20: it was a traceback), and the tree is left as it was."""
+  folder = tmp_path / "checkpoints" / "nasnet_mobile"
+  folder.mkdir(parents=True)
+  shutil.copyfile(ckpt_factory("nasnet_mobile").parent / "model.ckpt.index",
+                  folder / "model.ckpt.index")
+  os.mkfifo(folder / "model.ckpt.data-00000-of-00001")
+  exports = tmp_path / "exports"
+  result = subprocess.run(
+      [sys.executable, "-m", "exporters.export_all", f"--checkpoint_dir={folder.parent}",
+       f"--export_dir={exports}", "--models=nasnet_mobile", "--notfjs"],
+      cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert result.returncode == 1, result.stderr[-3000:]
+  assert "Traceback" not in result.stderr, result.stderr[-3000:]
+  errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+  assert len(errors) == 1 and "model.ckpt.data-00000-of-00001 is a FIFO, not a regular file" \
+      in errors[0], result.stderr[-3000:]
+  if exports.exists():  # Nothing but the lock file it may have taken.
+    assert leftovers(exports) == [] and not list(exports.rglob("*.json"))
+
+
 def test_unknown_model_stops_before_any_work(tmp_path, fake_ckpts):
   with pytest.raises(ExportError, match="unknown model 'nasnet_tiny'; known models: nasnet_mobile"):
     run(config(tmp_path, models=("nasnet_tiny",)))

@@ -287,8 +287,8 @@ def test_full_disk_leaves_nothing_and_the_next_run_recovers(tree, tmp_path, monk
   monkeypatch.setattr(tf.io.gfile, "GFile", _FullDiskGFile)
   with pytest.raises(ExportError, match="no space left on the device"):
     publish(tree, dest)
-  assert files_under(dest) == {}
-  assert list(dest.rglob("*")) == []  # No file, and no empty handle folder either.
+  # No file, no empty handle folder, and not the --dest folder publish made (issue 20).
+  assert not dest.exists()
   monkeypatch.undo()
   results = publish(tree, dest)
   assert {r.status for r in results.values()} == {"published"}
@@ -329,7 +329,14 @@ def test_bad_input_is_reported(tree, tmp_path):
     publish(tmp_path / "nowhere", tmp_path / "p")
   with pytest.raises(ExportError, match=r"nasnet_large/classification/4 \(no export\)"):
     publish(tree, tmp_path / "p", models=("nasnet_large",), versions=(4,))
-  (tree / "google/imagenet/nasnet_mobile/classification/.4.stamp.json").unlink()
+  stamp_file = tree / "google/imagenet/nasnet_mobile/classification/.4.stamp.json"
+  stamp = json.loads(stamp_file.read_text())
+  del stamp["inputs"]["checkpoint_sha256"]  # Edited by hand (issue 20: was a KeyError).
+  stamp_file.write_text(json.dumps(stamp))
+  with pytest.raises(ExportError, match=r"classification/4 \(a stamp without the "
+                                        r"checkpoint's sha256 \(edited by hand\?\)\)"):
+    publish(tree, tmp_path / "p")
+  stamp_file.unlink()
   with pytest.raises(ExportError, match=r"classification/4 \(no stamp"):
     publish(tree, tmp_path / "p")
   assert not (tmp_path / "p").exists()

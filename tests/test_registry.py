@@ -1,5 +1,6 @@
 """The registry loader: what is published, lookups that fail helpfully, bad files rejected."""
 import copy
+import re
 import tomllib
 
 import pytest
@@ -314,3 +315,47 @@ def test_bad_publisher_tables_are_rejected(registry_data, edit, message):
   edit(registry_data)
   with pytest.raises(registry.RegistryError, match=message):
     registry.from_dict(registry_data)
+
+
+# --- A hand-edited registry in every command line (issue 20). ---
+
+CLI_FLAGS = {
+    "export": ["--model=nasnet_mobile", "--module_type=classification", "--version=3",
+               "--checkpoint_path={tmp}/ckpt/model.ckpt", "--export_dir={tmp}/exports/out"],
+    "export_all": ["--export_dir={tmp}/exports", "--checkpoint_dir={tmp}/ckpt"],
+    "publish": ["--export_dir={tmp}/exports", "--dest={tmp}/published"],
+    "verify": ["--model=nasnet_mobile", "--module_type=classification", "--version=3",
+               "--checkpoint_path={tmp}/ckpt/model.ckpt", "--export_dir={tmp}/exports/out"],
+}
+
+
+@pytest.fixture(scope="module")
+def tree_with_a_broken_registry(tmp_path_factory):
+  """A copy of the project's packages whose models.toml lost a bracket."""
+  import shutil
+  root = tmp_path_factory.mktemp("broken_registry_tree")
+  repo = registry.REGISTRY_FILE.parents[1]
+  for package in ("registry", "slim_nets", "checkpoints", "exporters"):
+    shutil.copytree(repo / package, root / package,
+                    ignore=shutil.ignore_patterns("node_modules", "__pycache__"))
+  toml = root / "registry" / "models.toml"
+  toml.write_text(toml.read_text().replace("[publisher]", "[publisher", 1))
+  return root
+
+
+@pytest.mark.parametrize("command", sorted(CLI_FLAGS))
+def test_a_broken_registry_is_one_error_line_in_every_command(tree_with_a_broken_registry,
+                                                              tmp_path, command):
+  import subprocess
+  import sys
+  flags = [f.format(tmp=tmp_path) for f in CLI_FLAGS[command]]
+  result = subprocess.run([sys.executable, "-m", f"exporters.{command}", *flags],
+                          cwd=tree_with_a_broken_registry, capture_output=True, text=True,
+                          timeout=120)
+  toml = tree_with_a_broken_registry / "registry" / "models.toml"
+  assert result.returncode == 1, result.stderr[-2000:]
+  lines = result.stderr.splitlines()
+  assert len(lines) == 1 and re.fullmatch(
+      rf"error: registry '{re.escape(str(toml))}' is not valid TOML: .*\(at line \d+, "
+      rf"column \d+\)", lines[0]), result.stderr[-2000:]
+  assert list(tmp_path.iterdir()) == [], "a refused command left files behind"

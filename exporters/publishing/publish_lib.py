@@ -200,11 +200,15 @@ def find_exports(config: PublishConfig, reg: registry_lib.Registry) -> list[_Exp
     stamp = export_tree.read_stamp(export_tree.stamp_path(config.export_dir, release))
     card = export_tree.card_path(config.export_dir, release)
     exported = os.path.isfile(os.path.join(export_dir, "saved_model.pb"))
-    if exported and stamp and card.is_file():
+    # The manifest states the checkpoint's sha256 from the stamp: a (hand-edited) stamp
+    # without it cannot be published.
+    recorded = stamp is not None and isinstance(stamp.inputs.get("checkpoint_sha256"), str)
+    if exported and recorded and card.is_file():
       found.append(_Export(release, export_dir, str(card), stamp))
     elif exported or required:
       why = ("no export" if not exported else "no stamp (made outside export_all?)"
-             if not stamp else "no card")
+             if not stamp else "a stamp without the checkpoint's sha256 (edited by hand?)"
+             if not recorded else "no card")
       missing.append(f"{release.handle_with_version} ({why})")
   if missing:
     raise ExportError(
@@ -584,6 +588,7 @@ def run(config: PublishConfig, log: Callable[[str], None] = print,
   reg = reg or registry_lib.default()
   exports = find_exports(config, reg)
   deployments = find_deployments(config, reg)
+  made_dest = not _gfile().exists(config.dest)
   _check_dest(config.dest)
   results, problems = [], []
   for export in [*exports, *deployments]:
@@ -595,10 +600,21 @@ def run(config: PublishConfig, log: Callable[[str], None] = print,
     except ExportError as e:
       problems.append(str(e))  # Said once, in the error below, not also in the log.
   if problems:
+    if made_dest and not results:
+      _remove_if_empty(config.dest)  # Nothing published: leave no folder of ours either.
     raise ExportError(f"{len(problems)} of {len(exports) + len(deployments)} version(s) not "
                       f"published: "
                       + "; ".join(problems))
   return results
+
+
+def _remove_if_empty(folder: str) -> None:
+  try:
+    gfile = _gfile()
+    if gfile.isdir(folder) and not gfile.listdir(folder):
+      gfile.rmtree(folder)
+  except _storage_errors():
+    pass  # Left as it was; the error being raised says what failed.
 
 
 def _check_dest(dest: str) -> None:
