@@ -57,8 +57,7 @@ def run(main) -> None:
     except (registry.RegistryError, CheckpointError) as e:
       # A hand-edited registry, or a checkpoint file found wrong where a command did not
       # expect it (e.g. export_all's planning hashing a FIFO): its message, one line.
-      print("error: " + "; ".join(line.strip() for line in str(e).splitlines() if line.strip()),
-            file=sys.stderr, flush=True)
+      print(_error_line(e), file=sys.stderr, flush=True)
       return 1
     except KeyboardInterrupt:
       # Ctrl-C in a command without handling of its own (a fetch, publish, docs): what it
@@ -75,9 +74,13 @@ def _parse_flags(argv: list[str]) -> list[str]:
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:
-    print("error: " + "; ".join(line.strip() for line in str(e).splitlines() if line.strip()),
-          file=sys.stderr)
+    print(_error_line(e), file=sys.stderr)
     sys.exit(2)
+
+
+def _error_line(error: Exception) -> str:
+  """`error: <message>`, its lines joined into one."""
+  return "error: " + "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
 
 
 def quiet() -> None:

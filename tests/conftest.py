@@ -15,9 +15,6 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = pathlib.Path(os.environ.get("SHARED_DIR", REPO.parent / "shared"))
 
 
-_CACHE_HOME = pytest.StashKey[str]()
-
-
 _SUITE_CACHE_HOME: list[str] = []  # This session's cache folder (also make_checkpoint's).
 
 
@@ -25,14 +22,13 @@ def pytest_configure(config):
   # The suite's own user cache (checkpoints/variable_list.py keeps graph variable
   # lists there), shared by the CLIs the tests start: a run neither reads nor
   # leaves the developer's ~/.cache, and builds each graph's list once.
-  config.stash[_CACHE_HOME] = tempfile.mkdtemp(prefix="nasnet-hub-tests-cache-")
-  os.environ["XDG_CACHE_HOME"] = config.stash[_CACHE_HOME]
-  _SUITE_CACHE_HOME[:] = [config.stash[_CACHE_HOME]]
+  _SUITE_CACHE_HOME[:] = [tempfile.mkdtemp(prefix="nasnet-hub-tests-cache-")]
+  os.environ["XDG_CACHE_HOME"] = _SUITE_CACHE_HOME[0]
 
 
 def pytest_unconfigure(config):
-  if _CACHE_HOME in config.stash:
-    shutil.rmtree(config.stash[_CACHE_HOME], ignore_errors=True)
+  if _SUITE_CACHE_HOME:
+    shutil.rmtree(_SUITE_CACHE_HOME.pop(), ignore_errors=True)
 
 
 def require_shared(*parts) -> pathlib.Path:

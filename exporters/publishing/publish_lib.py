@@ -588,8 +588,7 @@ def run(config: PublishConfig, log: Callable[[str], None] = print,
   reg = reg or registry_lib.default()
   exports = find_exports(config, reg)
   deployments = find_deployments(config, reg)
-  made_dest = not _gfile().exists(config.dest)
-  _check_dest(config.dest)
+  made_dest = _check_dest(config.dest)
   results, problems = [], []
   for export in [*exports, *deployments]:
     try:
@@ -617,15 +616,17 @@ def _remove_if_empty(folder: str) -> None:
     pass  # Left as it was; the error being raised says what failed.
 
 
-def _check_dest(dest: str) -> None:
-  """Fails early, with the reason, when `dest` cannot be a folder."""
+def _check_dest(dest: str) -> bool:
+  """Fails early, with the reason, when `dest` cannot be a folder; says whether it made it."""
   try:
     gfile = _gfile()
+    made = not gfile.exists(dest)
     gfile.makedirs(dest)
     if not gfile.isdir(dest):
       raise ExportError(f"--dest {dest!r} is not a folder")
   except _storage_errors() as e:
     raise ExportError(f"cannot write to --dest {dest!r}: {_storage_message(e)}") from None
+  return made
 
 
 def format_table(results: list[Published]) -> str:
