@@ -6,10 +6,12 @@ r"""Exports every published model version from the released checkpoints, with it
 
 Writes `<export_dir>/google/imagenet/<model>/<module_type>/<version>/` (verified
 exports), `<version>.md` (cards) and `.<version>.stamp.json` (what each export
-was made from) beside them, and, after its parent release, each TF.js deployment
-(registry [tfjs]) under `<export_dir>/google/tfjs-model/imagenet/<model>/
-<module_type>/<version>/default/1/` with its card and stamp, converted in
-`.venv-tfjs` (`make tfjs-env`; --notfjs leaves them out). Releases whose stamp matches are skipped; missing
+was made from) beside them, and, after its parent release, each deployment
+(registry [deployments]) with its card and stamp: the TF.js graph models under
+`<export_dir>/google/tfjs-model/imagenet/<model>/<module_type>/<version>/default/1/`,
+converted in `.venv-tfjs` (`make tfjs-env`; --notfjs leaves them out), and the
+TFLite models under `<export_dir>/tensorflow/lite-model/nasnet/<mobile|large>/1/
+default/1/` (--nolite leaves them out). Releases whose stamp matches are skipped; missing
 checkpoints are fetched first, and when they cannot be, nothing is exported.
 Each model is one run (one checkpoint read, one network construction per mode
 and format family, every planned release derived from it); --jobs runs models
@@ -57,8 +59,11 @@ _LOCK_FILE = flags.DEFINE_string(
     "reported as an unverified local checkpoint.")
 _FORCE = flags.DEFINE_bool("force", False, "Export again even the releases that are up to date.")
 _TFJS = flags.DEFINE_bool(
-    "tfjs", True, "Also convert the TF.js deployments (registry [tfjs]) of the planned releases, "
+    "tfjs", True, "Also convert the TF.js deployments (registry [deployments]) of the planned releases, "
     "after their parents; needs the converter environment .venv-tfjs (`make tfjs-env`).")
+_LITE = flags.DEFINE_bool(
+    "lite", True, "Also convert the TFLite deployments (registry [deployments]) of the planned "
+    "releases, after their parents, with TensorFlow's TFLite converter; LiteRT verifies them.")
 
 _EVENTS_FILE = flags.DEFINE_string(
     "events_file", None, "Also write the run's progress to this file as JSON lines, one typed "
@@ -74,7 +79,7 @@ def main(argv):
       checkpoint_dir=_CHECKPOINT_DIR.value, export_dir=_EXPORT_DIR.value,
       models=filters.models, module_types=filters.module_types, versions=filters.versions,
       jobs=_JOBS.value, memory_budget_gb=_MEMORY_BUDGET_GB.value, mirror=_MIRROR.value,
-      lock_file=_LOCK_FILE.value, force=_FORCE.value, tfjs=_TFJS.value,
+      lock_file=_LOCK_FILE.value, force=_FORCE.value, tfjs=_TFJS.value, lite=_LITE.value,
       events_file=_EVENTS_FILE.value)
   # A polite kill stops like Ctrl-C: workers are stopped and their temporary dirs removed.
   signal.signal(signal.SIGTERM, export_tree.interrupt_on_signal)

@@ -4,7 +4,7 @@ r"""Converts one release's TF1 Hub format export into its TF.js deployment with 
       --parent_dir=/tmp/nasnet_mobile_c1 --output_dir=/tmp/nasnet_mobile_c1_tfjs \
       --checkpoint_path=checkpoints/nasnet_mobile/model.ckpt
 
-Only the releases the registry gives a TF.js deployment ([tfjs]) are
+Only the releases the registry gives a TF.js deployment ([deployments.tfjs]) are
 converted; `make export-all` does this for all of them. The converter runs in
 `.venv-tfjs` (`make tfjs-env`); see exporters/formats/tfjs.py. With
 --checkpoint_path the graph model is verified before it is put in place, as
@@ -47,7 +47,7 @@ def main(argv):
   try:
     reg = registry.default()
     release = reg.release(_MODEL.value, _MODULE_TYPE.value, _VERSION.value)
-    deployment = reg.tfjs_deployment(release)
+    deployment = reg.deployment(release, kind="tfjs")
     verify = None
     if _CHECKPOINT_PATH.value:
       problem = tfjs.runtime_problem()

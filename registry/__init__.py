@@ -22,7 +22,13 @@ MODULE_TYPES = ("classification", "feature_vector")
 TF1_HUB_FORMAT = "hub"  # What hub.Module loads (google's versions 1-3).
 SAVED_MODEL_2_FORMAT = "saved_model_2"  # A TF2 SavedModel for hub.KerasLayer (4-5).
 FORMATS = (TF1_HUB_FORMAT, SAVED_MODEL_2_FORMAT)
-TFJS_FORMAT = "tfjs"  # A [tfjs] deployment (a TF.js graph model), in tables, stamps, manifests.
+# The kinds of deployment ([deployments.<name>] tables' `kind`), each the format of the
+# releases it is converted from. A kind also names the deployment's format in tables,
+# stamps and manifests.
+DEPLOYMENT_KINDS = {
+    "tfjs": TF1_HUB_FORMAT,  # A TF.js graph model, by the TF.js converter.
+    "lite": SAVED_MODEL_2_FORMAT,  # A TFLite model, by TensorFlow's TFLite converter.
+}
 _PUBLISHER_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 
 
@@ -113,31 +119,56 @@ class Release:
 
 
 @dataclasses.dataclass(frozen=True)
-class TfjsDeployment:
-  """A TF.js graph model TF Hub published of one TF1 Hub format release ([tfjs])."""
-  parent: Release
+class Placeholder:
+  """A model page TF Hub made only as the parent of a network's deployments
+  ([placeholders.<model>]): `tensorflow/nasnet/mobile/1` has no files of its own."""
+  model: Model
+  handle: str  # `<publisher>/<name...>`, without the version.
+  version: int
+  extra: dict  # Card fields.
+
+  @property
+  def handle_with_version(self) -> str:
+    return f"{self.handle}/{self.version}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Deployment:
+  """A model TF Hub published for another runtime, converted from one release's verified
+  export ([deployments.<name>])."""
+  name: str  # Its [deployments] table.
+  kind: str  # DEPLOYMENT_KINDS: which converter makes it, and the format it is in.
+  parent: Release  # The release it is converted from.
   version: int
   variant: str
   handle_segment: str  # After the publisher: `tfjs-model`.
-  extra: dict  # Card fields ([tfjs] less the deployment's own facts).
+  extra: dict  # Card fields (the table less the deployment's own facts).
+  # Its parent model on the hub when that is not `parent` (`parent_model = "placeholder"`).
+  placeholder: Placeholder | None = None
+
+  @property
+  def parent_handle_with_version(self) -> str:
+    """The model page its card names as `parent-model`: the release, or its placeholder."""
+    if self.placeholder is not None:
+      return self.placeholder.handle_with_version
+    return self.parent.handle_with_version
 
   @property
   def handle_dir(self) -> str:
-    """`<publisher>/tfjs-model/<collection>/<model>/<module_type>/<parent version>/<variant>`."""
-    parent = self.parent
-    collection = parent.registry.publisher.collection
-    return (f"{parent.version.publisher}/{self.handle_segment}/{collection}/"
-            f"{parent.model.name}/{parent.module_type}/{parent.version.number}/{self.variant}")
+    """`<publisher>/<handle_segment>/<rest of the parent's handle>/<parent version>/<variant>`:
+    `google/tfjs-model/imagenet/nasnet_mobile/classification/3/default`."""
+    publisher, rest = self.parent_handle_with_version.split("/", 1)
+    return f"{publisher}/{self.handle_segment}/{rest}/{self.variant}"
 
   @property
   def handle(self) -> str:
-    """The handle `tf.loadGraphModel(..., {fromTFHub: true})` loads."""
+    """The handle its client loads (TF.js: `tf.loadGraphModel(..., {fromTFHub: true})`)."""
     return f"{self.handle_dir}/{self.version}"
 
   @property
   def card_handle(self) -> str:
     """How its card's title names it: `<parent handle>/<parent version>/<variant>/<version>`."""
-    return f"{self.parent.handle_with_version}/{self.variant}/{self.version}"
+    return f"{self.parent_handle_with_version}/{self.variant}/{self.version}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,7 +204,7 @@ class CardSchema:
   values: dict[str, CardValue]  # The keys whose value depends on the schema.
   # Optional key -> models whose cards leave its line out (the hub has no tag for them).
   omitted: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
-  tfjs_required: tuple[str, ...] = ()  # The keys a TF.js deployment's card must have.
+  deployment_required: tuple[str, ...] = ()  # The keys a deployment's card must have.
 
   def omits(self, key: str, model: str) -> bool:
     return model in self.omitted.get(key, ())
@@ -199,31 +230,43 @@ class Registry:
   # [unpublished_versions]: releases TF Hub never made, numbered from 1 under
   # their own publisher; `versions` holds the ones tfhub.dev published.
   unpublished_versions: dict[int, Version] = dataclasses.field(default_factory=dict)
-  # [tfjs]: which releases have a TF.js deployment, and its handle and card fields.
-  tfjs: dict = dataclasses.field(default_factory=dict)
+  # [deployments.<name>]: which releases have a deployment of which kind, its handle and
+  # card fields; checked by _deployment_table.
+  deployment_tables: dict[str, dict] = dataclasses.field(default_factory=dict)
+  # [placeholders.<model>]: the parent pages of deployments that name no release.
+  placeholders: dict[str, Placeholder] = dataclasses.field(default_factory=dict)
 
-  def tfjs_deployments(self, models=None, module_types=None,
-                       versions=None) -> list[TfjsDeployment]:
-    """The TF.js deployments of the releases `releases(...)` selects, in the same order."""
-    if not self.tfjs:
-      return []
-    own = {k: v for k, v in self.tfjs.items() if k not in _TFJS_FIELDS}
-    return [TfjsDeployment(parent=r, version=self.tfjs["version"], variant=self.tfjs["variant"],
-                           handle_segment=self.tfjs["handle_segment"], extra=own)
-            for r in self.releases(models, module_types, versions)
-            if r.model.name in self.tfjs["models"]
-            and r.version.tfhub_published and r.version.number in self.tfjs["parent_versions"]]
+  def deployments(self, models=None, module_types=None, versions=None,
+                  kind: str | None = None) -> list[Deployment]:
+    """The deployments of the releases `releases(...)` selects, table by table (of `kind`
+    only, when given), each table's in the releases' order."""
+    found = []
+    for name, table in self.deployment_tables.items():
+      if kind is not None and table["kind"] != kind:
+        continue
+      own = {k: v for k, v in table.items()
+             if k not in (*_DEPLOYMENT_FIELDS, *_OPTIONAL_DEPLOYMENT_FIELDS)}
+      found += [Deployment(name=name, kind=table["kind"], parent=r, version=table["version"],
+                           variant=table["variant"], handle_segment=table["handle_segment"],
+                           extra=own,
+                           placeholder=(self.placeholders[r.model.name]
+                                        if table.get("parent_model") == "placeholder" else None))
+                for r in self.releases(models, module_types, versions)
+                if r.model.name in table["models"] and r.version.tfhub_published
+                and r.version.number in table["parent_versions"]
+                and r.module_type in table.get("module_types", MODULE_TYPES)]
+    return found
 
-  def tfjs_deployment(self, release: Release) -> TfjsDeployment:
-    """`release`'s TF.js deployment; RegistryError when it has none."""
-    for deployment in self.tfjs_deployments(models=[release.model.name],
-                                            module_types=[release.module_type],
-                                            versions=[release.version.number]):
+  def deployment(self, release: Release, kind: str) -> Deployment:
+    """`release`'s deployment of `kind`; RegistryError when it has none."""
+    for deployment in self.deployments(models=[release.model.name],
+                                       module_types=[release.module_type],
+                                       versions=[release.version.number], kind=kind):
       if deployment.parent.version == release.version:
         return deployment
-    having = ", ".join(d.parent.handle_with_version for d in self.tfjs_deployments()) or "none"
-    raise RegistryError(f"{release.handle_with_version} has no TF.js deployment; the releases "
-                        f"with one: {having}")
+    having = ", ".join(d.parent.handle_with_version for d in self.deployments(kind=kind))
+    raise RegistryError(f"{release.handle_with_version} has no {kind} deployment; the "
+                        f"releases with one: {having or 'none'}")
 
   def all_versions(self) -> list[Version]:
     """Every version, TF Hub's first, each publisher's in ascending order."""
@@ -341,8 +384,12 @@ _VERSION_FIELDS = ({f.name for f in dataclasses.fields(Version)}
 _FOLLOWED_FIELDS = _VERSION_FIELDS - {"models"}
 _OWN_CARD_FIELDS = ("changelog",)  # card_quirks belong to the followed version's models.
 _PUBLISHER_ROLES = ("tfhub", "unpublished")
-# [tfjs]'s own facts; its other fields are card fields.
-_TFJS_FIELDS = ("models", "parent_versions", "handle_segment", "variant", "version")
+# A [deployments.<name>] table's own facts; its other fields are card fields.
+_DEPLOYMENT_FIELDS = ("kind", "models", "parent_versions", "handle_segment", "variant",
+                      "version")
+# module_types: which of the parent's module types (default: both); parent_model:
+# "placeholder" when the hub names the model's placeholder as the parent, not the release.
+_OPTIONAL_DEPLOYMENT_FIELDS = ("module_types", "parent_model")
 
 
 def _typed(where: str, entry, record: type, fields) -> dict:
@@ -442,38 +489,92 @@ def from_dict(data: dict) -> Registry:
     raise RegistryError(
         f"registry [cards] default_schema {default_schema!r} is not a [card_schemas] "
         f"table; known card schemas: {', '.join(card_schemas) or 'none'}")
-  tfjs = _tfjs(data.get("tfjs", {}), versions, models)
+  tables = data.get("deployments", {})
+  if not isinstance(tables, dict):
+    raise RegistryError(f"registry [deployments] must be a table, not {tables!r}")
+  placeholders = _placeholders(data.get("placeholders", {}), models)
+  deployment_tables = {name: _deployment_table(name, table, versions, models, placeholders)
+                       for name, table in tables.items()}
   return Registry(publisher=publisher, models=models, versions=versions, cards=cards,
                   papers=papers, families=families, card_schemas=card_schemas,
-                  publishers=publishers, unpublished_versions=unpublished_versions, tfjs=tfjs)
+                  publishers=publishers, unpublished_versions=unpublished_versions,
+                  deployment_tables=deployment_tables, placeholders=placeholders)
 
 
-def _tfjs(data: dict, versions: dict[int, Version], models: dict[str, Model]) -> dict:
-  """[tfjs]: its models have each parent version, a TF1 Hub format version of TF Hub's."""
-  if not data:
-    return {}
-  missing = [f for f in _TFJS_FIELDS if f not in data]
+def _placeholders(data, models: dict[str, Model]) -> dict[str, Placeholder]:
+  """[placeholders.<model>]: a known model, a handle of segments and a version."""
+  if not isinstance(data, dict):
+    raise RegistryError(f"registry [placeholders] must be a table, not {data!r}")
+  found = {}
+  for name, entry in data.items():
+    where = f"registry [placeholders.{name}]"
+    if name not in models:
+      raise RegistryError(f"{where} names an unknown model")
+    if not isinstance(entry, dict) or not isinstance(entry.get("handle"), str):
+      raise RegistryError(f"{where} lacks a handle")
+    segments = entry["handle"].split("/")
+    if len(segments) < 2 or not all(_PUBLISHER_NAME.fullmatch(s) for s in segments):
+      raise RegistryError(f"{where}: handle {entry['handle']!r} must be handle segments "
+                          f"joined by '/'")
+    if type(entry.get("version")) is not int or entry["version"] < 1:
+      raise RegistryError(f"{where}: version must be a positive whole number, not "
+                          f"{entry.get('version')!r}")
+    found[name] = Placeholder(model=models[name], handle=entry["handle"],
+                              version=entry["version"],
+                              extra={k: v for k, v in entry.items()
+                                     if k not in ("handle", "version")})
+  return found
+
+
+def _deployment_table(name: str, data, versions: dict[int, Version],
+                      models: dict[str, Model], placeholders: dict[str, Placeholder]) -> dict:
+  """[deployments.<name>]: a known kind; its models have each parent version, a version of
+  TF Hub's in the format the kind converts from."""
+  where = f"registry [deployments.{name}]"
+  if not isinstance(data, dict):
+    raise RegistryError(f"{where} must be a table, not {data!r}")
+  missing = [f for f in _DEPLOYMENT_FIELDS if f not in data]
   if missing:
-    raise RegistryError(f"registry [tfjs] lacks {missing}")
+    raise RegistryError(f"{where} lacks {missing}")
+  if data["kind"] not in DEPLOYMENT_KINDS:
+    raise RegistryError(f"{where}: kind must be one of {', '.join(DEPLOYMENT_KINDS)}, not "
+                        f"{data['kind']!r}")
   for field in ("models", "parent_versions"):
     kind = str if field == "models" else int
     if not isinstance(data[field], list) or not all(type(v) is kind for v in data[field]):
-      raise RegistryError(f"registry [tfjs]: {field} must be a list of "
+      raise RegistryError(f"{where}: {field} must be a list of "
                           f"{'texts' if kind is str else 'version numbers'}, not {data[field]!r}")
+  if type(data["version"]) is not int or data["version"] < 1:
+    raise RegistryError(f"{where}: version must be a positive whole number, not "
+                        f"{data['version']!r}")
   unknown = sorted(set(data["models"]) - models.keys())
   if unknown:
-    raise RegistryError(f"registry [tfjs] names unknown models {unknown}")
+    raise RegistryError(f"{where} names unknown models {unknown}")
+  source_format = DEPLOYMENT_KINDS[data["kind"]]
   for number in data["parent_versions"]:
     version = versions.get(number)
-    if version is None or version.format != TF1_HUB_FORMAT:
-      raise RegistryError(f"registry [tfjs] parent version {number!r} is not a published "
-                          f"TF1 Hub format version (the TF.js converter reads those)")
+    if version is None or version.format != source_format:
+      raise RegistryError(f"{where} parent version {number!r} is not a published version "
+                          f"of format {source_format!r} (what the {data['kind']} converter "
+                          f"reads)")
     lacking = [m for m in data["models"] if m not in version.models]
     if lacking:
-      raise RegistryError(f"registry [tfjs]: {lacking} have no version {number}")
+      raise RegistryError(f"{where}: {lacking} have no version {number}")
   if not _PUBLISHER_NAME.fullmatch(str(data["handle_segment"])) or not _PUBLISHER_NAME.fullmatch(
       str(data["variant"])):
-    raise RegistryError("registry [tfjs] handle_segment and variant must be handle segments")
+    raise RegistryError(f"{where} handle_segment and variant must be handle segments")
+  module_types = data.get("module_types", list(MODULE_TYPES))
+  if (not isinstance(module_types, list) or not module_types
+      or any(t not in MODULE_TYPES for t in module_types)):
+    raise RegistryError(f"{where}: module_types must be a list of {', '.join(MODULE_TYPES)}, "
+                        f"not {module_types!r}")
+  if data.get("parent_model", "placeholder") != "placeholder":
+    raise RegistryError(f"{where}: parent_model can only be \"placeholder\" (or absent: the "
+                        f"parent release), not {data['parent_model']!r}")
+  if "parent_model" in data:
+    lacking = [m for m in data["models"] if m not in placeholders]
+    if lacking:
+      raise RegistryError(f"{where}: {lacking} have no [placeholders] table")
   return dict(data)
 
 
@@ -539,7 +640,7 @@ def _unpublished_versions(data: dict, published: dict[int, Version], models: dic
 
 
 _SCHEMA_FIELDS = ("keys", "required", "repeatable", "renamed", "values", "omitted")
-_OPTIONAL_SCHEMA_FIELDS = ("tfjs_required",)
+_OPTIONAL_SCHEMA_FIELDS = ("deployment_required",)
 
 
 def _card_schema(name: str, entry: dict, models: dict[str, Model]) -> CardSchema:
@@ -591,7 +692,7 @@ def _card_schema(name: str, entry: dict, models: dict[str, Model]) -> CardSchema
   return CardSchema(name=name, keys=keys, required=tuple(entry["required"]),
                     repeatable=tuple(entry["repeatable"]), renamed=dict(entry["renamed"]),
                     values=values, omitted=omitted,
-                    tfjs_required=tuple(entry.get("tfjs_required", ())))
+                    deployment_required=tuple(entry.get("deployment_required", ())))
 
 
 def _check_families(models: dict[str, Model], families: dict, papers: dict) -> None:

@@ -18,7 +18,8 @@ from exporters.errors import ExportError
 
 REFERENCE_DOCS = SHARED / "reference-docs"
 RELEASES = list(registry.default().releases())
-DEPLOYMENTS = registry.default().tfjs_deployments()
+DEPLOYMENTS = registry.default().deployments()
+TFJS_DEPLOYMENTS = registry.default().deployments(kind="tfjs")
 # The models and versions ../shared/reference-docs holds every published card of.
 REFERENCE_MODELS = ("nasnet_mobile", "pnasnet_large")
 REFERENCE_VERSIONS = (1, 2, 3, 4)
@@ -143,7 +144,7 @@ def _set(path, value):
 # (registry edit, text the edit must put in every affected card, which cards it affects)
 FIELD_EDITS = {
     "image_size": (_set(["models", "nasnet_mobile", "image_size"], 225), "225 x 225",
-                   lambda path: "/nasnet_mobile/" in path),
+                   lambda path: "/nasnet_mobile/" in path or "/nasnet/mobile/1/" in path),
     "feature_size": (_set(["models", "pnasnet_large", "feature_size"], 4321), "= 4321",
                      lambda path: "/pnasnet_large/feature_vector/" in path),
     "num_cells": (_set(["models", "nasnet_large", "num_cells"], 19), "uses 19 Normal Cells",
@@ -156,11 +157,12 @@ FIELD_EDITS = {
                             lambda path: path.endswith("/4.md")),
     "training_source": (_set(["families", "pnasnet", "training_source", "name"], "PNASNet's models"),
                         "[PNASNet's models]", lambda path: "/pnasnet_" in path),
-    "paper": (_set(["papers", "nasnet", "year"], 2018), "), 2018.", lambda path: True),
+    "paper": (_set(["papers", "nasnet", "year"], 2018), "), 2018.",
+              lambda path: "/lite/" not in path),
     "changelog": (_set(["versions", "2", "changelog"], ["Fixed UPDATE_OPS."]), "  * Fixed UPDATE_OPS.",
                   lambda path: "/pnasnet_large/" in path and not path.endswith("/1.md")),
-    "num_classes": (_set(["publisher", "num_classes"], 1002), "`num_classes` = 1002",
-                    lambda path: "/classification/" in path),
+    "num_classes": (_set(["publisher", "num_classes"], 1002), "= 1002",
+                    lambda path: "/classification/" in path or "/lite/" in path),
 }
 
 
@@ -433,7 +435,7 @@ def cards_by_schema():
 @pytest.mark.parametrize("schema", CARD_SCHEMAS)
 def test_every_card_hashes_to_the_one_tfhub_dev_published_in_its_schema(cards_by_schema, schema):
   expected = _hub_hashes(schema)
-  assert len(expected) == 30
+  assert len(expected) == 32
   generated = {path: hashlib.sha256(text.encode("utf-8")).hexdigest()
                for path, text in cards_by_schema[schema].items() if path in expected}
   assert sorted(generated) == sorted(expected), "a card tfhub.dev published was not generated"
@@ -465,6 +467,12 @@ def test_2021_06_cards_differ_from_2021_04_only_in_three_metadata_lines(cards_by
     old_lines, new_lines = old[path].split("\n"), new[path].split("\n")
     if "/tfjs/" in path:  # A TF.js card's metadata has no schema-dependent line.
       assert old[path] == new[path], path
+      continue
+    if "/lite/" in path:  # Only the model list link (2022-05-09), in the final state.
+      changed = [(a, b) for a, b in zip(old_lines, new_lines) if a != b]
+      assert [b for _, b in changed] == [
+          "-   A [model list](https://www.tensorflow.org/lite/guide/hosted_models) together",
+          "    with the performance stats is available."], path
       continue
     if "/pnasnet_mobile/" in path:  # 2021-06 has no id for it: the line is left out.
       old_lines.remove("<!-- network-architecture: PNASNet-5 (mobile) -->")
@@ -562,7 +570,8 @@ def test_cli_writes_either_schema_and_rejects_an_unknown_one(tmp_path):
   stale = _cli(f"--output_dir={tmp_path}", "--check")  # Against the default, 2021-04.
   assert stale.returncode == 1
   assert len([line for line in stale.stdout.splitlines()
-              if line.startswith("would write")]) == len(RELEASES)  # TF.js cards: the same.
+              if line.startswith("would write")]) == len(RELEASES) + len(
+                  LITE_CARD_PATHS)  # TF.js cards: the same in both schemas.
   unknown = _cli(f"--output_dir={tmp_path / 'other'}", "--card_schema=2021-05")
   assert unknown.returncode == 2
   assert unknown.stderr.strip().splitlines() == [
@@ -636,7 +645,7 @@ def test_the_unpublished_publisher_is_one_registry_edit():
   assert 'hub.KerasLayer("https://models.example/acme-ml/imagenet/pnasnet_mobile/feature_vector/2"' in text
 
 
-# --- TF.js deployments ([tfjs] in the registry): their own short cards. ---
+# --- TF.js deployments ([deployments.tfjs] in the registry): their own short cards. ---
 
 TFJS_CARD_PATHS = [
     f"google/models/imagenet/nasnet_mobile/{t}/{v}/default/tfjs/1.md"
@@ -647,19 +656,19 @@ TFJS_CARD_PATHS = [
 def test_the_four_tfjs_cards_hash_to_the_published_ones(cards_by_schema, schema):
   expected = {p: h for p, h in _hub_hashes(schema).items() if "/tfjs/" in p}
   assert sorted(expected) == sorted(TFJS_CARD_PATHS)
-  assert sorted(str(docs_lib.deployment_card_path(d)) for d in DEPLOYMENTS) == sorted(expected)
+  assert sorted(str(docs_lib.deployment_card_path(d)) for d in TFJS_DEPLOYMENTS) == sorted(expected)
   for path, digest in expected.items():
     text = cards_by_schema[schema][path]
     assert hashlib.sha256(text.encode("utf-8")).hexdigest() == digest, path
-    deployment = DEPLOYMENTS[[str(docs_lib.deployment_card_path(d)) for d in DEPLOYMENTS]
-                             .index(path)]
-    assert card_validator.validate_tfjs(text, deployment.card_handle, _schema(schema)) == []
+    deployment = TFJS_DEPLOYMENTS[[str(docs_lib.deployment_card_path(d))
+                                   for d in TFJS_DEPLOYMENTS].index(path)]
+    assert card_validator.validate_deployment(text, "tfjs", deployment.card_handle, _schema(schema)) == []
     assert text.splitlines()[0] == f"# Tfjs {deployment.card_handle}"
     assert f'"https://tfhub.dev/{deployment.handle}"' in text
 
 
 def _tfjs_card():
-  return docs_lib.render_deployment_card(DEPLOYMENTS[0])
+  return docs_lib.render_deployment_card(TFJS_DEPLOYMENTS[0])
 
 
 @pytest.mark.parametrize("breakage, problem", [
@@ -678,27 +687,70 @@ def _tfjs_card():
     (lambda t: t.rstrip("\n"), "the card must end with a newline"),
 ])
 def test_tfjs_validator_names_each_broken_rule(breakage, problem):
-  assert card_validator.validate_tfjs(_tfjs_card()) == []
-  problems = card_validator.validate_tfjs(breakage(_tfjs_card()))
+  assert card_validator.validate_deployment(_tfjs_card(), "tfjs") == []
+  problems = card_validator.validate_deployment(breakage(_tfjs_card()), "tfjs")
   assert any(p.startswith(problem) for p in problems), problems
 
 
 def test_tfjs_validator_checks_the_card_is_for_its_deployment():
-  problems = card_validator.validate_tfjs(_tfjs_card(), DEPLOYMENTS[1].card_handle)
-  assert problems == [f"line 1 names {DEPLOYMENTS[0].card_handle!r}, but the card is for "
-                      f"{DEPLOYMENTS[1].card_handle!r}"]
+  problems = card_validator.validate_deployment(_tfjs_card(), "tfjs",
+                                                TFJS_DEPLOYMENTS[1].card_handle)
+  assert problems == [f"line 1 names {TFJS_DEPLOYMENTS[0].card_handle!r}, but the card is for "
+                      f"{TFJS_DEPLOYMENTS[1].card_handle!r}"]
 
 
 def test_tfjs_cards_follow_the_registry():
-  """The [tfjs] table decides which releases have a deployment, and its card's facts."""
+  """The [deployments.tfjs] table decides which releases have a deployment, and its card's facts."""
   data = _registry_data()
-  data["tfjs"]["parent_versions"] = [3]
-  data["tfjs"]["asset_path"] = "internal"
+  data["deployments"]["tfjs"]["parent_versions"] = [3]
+  data["deployments"]["tfjs"]["asset_path"] = "internal"
   cards = _render_all(data)
   tfjs = sorted(p for p in cards if "/tfjs/" in p)
   assert tfjs == [p for p in sorted(TFJS_CARD_PATHS) if "/3/" in p]
   assert all("<!-- asset-path: internal -->" in cards[p] for p in tfjs)
-  data["tfjs"]["parent_versions"] = [4]
-  with pytest.raises(registry.RegistryError, match=r"parent version 4 is not a published TF1 "
-                     r"Hub format version"):
+  data["deployments"]["tfjs"]["parent_versions"] = [4]
+  with pytest.raises(registry.RegistryError, match=r"parent version 4 is not a published "
+                     r"version of format 'hub' \(what the tfjs converter reads\)"):
     registry.from_dict(data)
+
+
+# --- TFLite deployments ([deployments.lite_default]): the Java Interpreter cards. ---
+
+LITE_CARD_PATHS = [f"tensorflow/models/nasnet/{size}/1/default/lite/1.md"
+                   for size in ("mobile", "large")]
+
+
+@pytest.mark.parametrize("schema", CARD_SCHEMAS)
+def test_the_two_lite_cards_hash_to_the_published_ones(cards_by_schema, schema):
+  """Byte for byte in both states, which differ in the model list link (2022-05-09)."""
+  expected = {p: h for p, h in _hub_hashes(schema).items() if "/lite/" in p}
+  assert sorted(expected) == sorted(LITE_CARD_PATHS)
+  lite = registry.default().deployments(kind="lite")
+  assert sorted(str(docs_lib.deployment_card_path(d)) for d in lite) == sorted(expected)
+  for deployment in lite:
+    path = str(docs_lib.deployment_card_path(deployment))
+    text = cards_by_schema[schema][path]
+    assert hashlib.sha256(text.encode("utf-8")).hexdigest() == expected[path], path
+    assert card_validator.validate_deployment(text, "lite", deployment.card_handle,
+                                              _schema(schema)) == []
+    assert text.splitlines()[0] == f"# Lite {deployment.card_handle}"
+    size = deployment.parent.model.image_size
+    assert f"final int IMAGE_SIZE_X = {size};" in text
+
+
+@pytest.mark.parametrize("breakage, problem", [
+    (lambda t: t.replace("# Lite ", "# Tfjs "), "line 1 must read '# Lite "),
+    (lambda t: t.replace("## Inputs", "## Input"), "a TFLite card has the sections Description, "
+     "Resources, Inputs, Outputs, Usage in this order, got Description, Resources, Input,"),
+    (lambda t: t.replace("tflite = new Interpreter(tfliteModel);", "tflite = load();"),
+     "the example must load the model with tflite = new Interpreter(tfliteModel);"),
+    (lambda t: t.replace("parent-model: tensorflow/nasnet/mobile/1", "parent-model: "
+                         "tensorflow/nasnet/large/1"),
+     "metadata parent-model 'tensorflow/nasnet/large/1' is not the title's parent"),
+])
+def test_lite_validator_names_each_broken_rule(breakage, problem):
+  [mobile, _] = registry.default().deployments(kind="lite")
+  card = docs_lib.render_deployment_card(mobile)
+  assert card_validator.validate_deployment(card, "lite") == []
+  problems = card_validator.validate_deployment(breakage(card), "lite")
+  assert any(p.startswith(problem) for p in problems), problems

@@ -38,7 +38,8 @@ NUM_RELEASES = len(nasnet_mobile_releases())
 def config(tmp_path, **kw):
   fields = dict(checkpoint_dir=str(tmp_path / "checkpoints"), export_dir=str(tmp_path / "exports"),
                 models=("nasnet_mobile",), mirror=str(tmp_path / "empty_mirror"),
-                exporter=FAKE_EXPORTER, heartbeat_s=0, in_process=True, tfjs=False)
+                exporter=FAKE_EXPORTER, heartbeat_s=0, in_process=True, tfjs=False,
+                lite=False)
   fields.update(kw)
   return export_tree.ExportAllConfig(**fields)
 
@@ -472,7 +473,7 @@ signal.signal(signal.SIGTERM, export_tree.interrupt_on_signal)
 config = export_tree.ExportAllConfig(
     checkpoint_dir=sys.argv[1], export_dir=sys.argv[2], models=("nasnet_mobile", "nasnet_large"),
     jobs=2, memory_budget_gb=100, exporter="tests.trees:fake_export_model", heartbeat_s=0,
-    tfjs=False)
+    tfjs=False, lite=False)
 try:
   export_tree.run(config)
 except KeyboardInterrupt:
@@ -510,7 +511,7 @@ tfjs.RUNTIME_DIR = sys.argv[3]  # Absent: the fake converter's files are not run
 export_tree.run(export_tree.ExportAllConfig(
     checkpoint_dir=sys.argv[1], export_dir=sys.argv[2], models=("nasnet_mobile",),
     module_types=("classification",), versions=(3,), exporter="tests.trees:fake_export_model",
-    heartbeat_s=0, tfjs_converter=sys.argv[4]))
+    heartbeat_s=0, tfjs_converter=sys.argv[4], lite=False))
 """
 
 
@@ -674,7 +675,9 @@ def test_cli_usage_errors_are_one_line_and_exit_status_2(tmp_path, bad, message)
 @pytest.mark.slow
 def test_real_export_all_writes_every_version_and_card(nasnet_mobile_tree):
   tree = nasnet_mobile_tree
-  assert statuses(tree.result) == ["exported"] * NUM_RELEASES
+  # Every release, then nasnet_mobile's TFLite deployment (tests/test_lite.py checks it).
+  assert statuses(tree.result) == ["exported"] * (NUM_RELEASES + 1)
+  assert [r.format for r in tree.result.rows][NUM_RELEASES:] == ["lite"]
   assert all(r.verified and r.size > 1_000_000 for r in tree.result.rows)
   for release in nasnet_mobile_releases():
     export = export_tree.export_path(tree.export_dir, release)
@@ -692,7 +695,7 @@ def test_real_second_run_does_no_export_work(nasnet_mobile_tree):
   tree = nasnet_mobile_tree
   cfg = export_tree.ExportAllConfig(checkpoint_dir=str(tree.checkpoint_dir),
                                        export_dir=str(tree.export_dir), models=("nasnet_mobile",),
-                                       tfjs=False)
+                                       tfjs=False, lite=False)
   result, output = run(cfg)
   assert statuses(result) == ["up to date"] * NUM_RELEASES
   assert "no export work done" in output and "exporting" not in output
@@ -703,7 +706,7 @@ def test_real_changed_checkpoint_makes_every_release_stale(nasnet_mobile_tree, t
   tree = nasnet_mobile_tree
   cfg = export_tree.ExportAllConfig(checkpoint_dir=str(tree.checkpoint_dir),
                                        export_dir=str(tree.export_dir), models=("nasnet_mobile",),
-                                       tfjs=False)
+                                       tfjs=False, lite=False)
   reg = registry.default()
   planned = plan_lib.releases(cfg, reg)
   prefix = tree.checkpoint_dir / "nasnet_mobile" / "model.ckpt"
@@ -944,7 +947,7 @@ def test_cli_with_nothing_to_do_says_one_line(tmp_path, fake_ckpts):
   exports = _stamped_for_the_real_exporter(tmp_path, fake_ckpts)
   done = subprocess.run(
       [sys.executable, "-m", "exporters.export_all", f"--checkpoint_dir={fake_ckpts}",
-       f"--export_dir={exports}", "--models=nasnet_mobile", "--notfjs"],
+       f"--export_dir={exports}", "--models=nasnet_mobile", "--notfjs", "--nolite"],
       cwd=REPO, capture_output=True, text=True, timeout=300)
   assert done.returncode == 0, done.stdout + done.stderr
   assert done.stderr == ""
@@ -966,11 +969,11 @@ def test_cli_errors_are_one_line_on_a_quiet_stderr(tmp_path):
       "pnasnet_large, pnasnet_mobile"]
 
 
-# ---- TF.js deployments ([tfjs]): converted after their parents, stamped, skipped when
+# ---- TF.js deployments ([deployments.tfjs]): converted after their parents, stamped, skipped when
 # up to date. The fast tests stand tests/trees.py's fake converter in for the real one
 # (tests/test_tfjs.py runs the real converter and runtime).
 
-DEPLOYMENTS = registry.default().tfjs_deployments(models=["nasnet_mobile"])
+DEPLOYMENTS = registry.default().deployments(models=["nasnet_mobile"], kind="tfjs")
 
 
 def tfjs_config(tmp_path, monkeypatch, **kw):
@@ -1021,7 +1024,7 @@ def test_deployments_follow_their_parents_with_stamps_and_cards(tmp_path, fake_c
 
   again, output = run(cfg)  # Reads stamps; starts no converter.
   assert statuses(again) == ["up to date"] * total and conversions(tmp_path) == []
-  assert output == f"all {NUM_RELEASES} release(s) and 4 TF.js deployment(s) up to date; " \
+  assert output == f"all {NUM_RELEASES} release(s) and 4 deployment(s) up to date; " \
                    f"no export work done"
   # A deleted deployment alone is converted again; a re-exported parent makes its own stale.
   shutil.rmtree(exports / DEPLOYMENTS[1].handle)
@@ -1037,8 +1040,8 @@ def test_a_changed_converter_environment_converts_again(tmp_path, fake_ckpts, mo
   cfg = tfjs_config(tmp_path, monkeypatch, versions=(1,), module_types=("classification",))
   run(cfg)
   conversions(tmp_path)
-  fingerprint = dict(stamps.tfjs_fingerprint(), sources_sha256="0" * 64)
-  monkeypatch.setattr(stamps, "tfjs_fingerprint", lambda: fingerprint)
+  fingerprint = dict(stamps.converter_fingerprint("tfjs"), sources_sha256="0" * 64)
+  monkeypatch.setattr(stamps, "converter_fingerprint", lambda kind: fingerprint)
   assert statuses(run(cfg)[0]) == ["up to date", "exported"]
   assert len(conversions(tmp_path)) == 1
 
@@ -1048,9 +1051,9 @@ def test_a_missing_converter_stops_before_any_work_saying_how_to_build_it(tmp_pa
   with pytest.raises(ExportError) as e:
     run(cfg)
   assert str(e.value) == (
-      f"the TF.js converter {tmp_path / 'no' / 'converter'} is missing, and 4 TF.js "
-      f"deployment(s) need it; build its environment with `make tfjs-env` (or pass --notfjs "
-      f"to export without the TF.js deployments); nothing was exported")
+      f"the TF.js converter {tmp_path / 'no' / 'converter'} is missing; build its environment "
+      f"with `make tfjs-env`; 4 tfjs deployment(s) need it (or pass --notfjs to export "
+      f"without them); nothing was exported")
   assert not list((tmp_path / "exports").rglob("*.pb"))
   # Releases without a deployment need no converter.
   assert statuses(run(dataclasses_replace(cfg, versions=(4,)))[0]) == ["exported"] * 2

@@ -352,7 +352,8 @@ def test_tfjs_format_file_answers_only_a_published_deployments_files(tmp_path):
   (folder / "notes.txt").write_text("a stray file, not the deployment's")
   (folder.parent / "1.md").write_text("# Tfjs card\n")
   listed = ["model.json", "group1-shard1of1.bin", "group1-shard2of2.bin"]
-  (folder.parent / "1.manifest.json").write_text(json.dumps({"files": {n: {} for n in listed}}))
+  (folder.parent / "1.manifest.json").write_text(json.dumps({"format": "tfjs",
+                                                            "files": {n: {} for n in listed}}))
   (tmp_path / "secret.bin").write_bytes(b"s")
   os.symlink(tmp_path / "secret.bin", folder / "group1-shard2of2.bin")
   release = tmp_path / "root" / HANDLE

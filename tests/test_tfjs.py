@@ -5,7 +5,7 @@ in `.venv-tfjs`, `make tfjs-env`); the runtime is @tensorflow/tfjs-core +
 tfjs-converter with the WebAssembly backend (exporters/tfjs_runtime, `make
 tfjs-runtime`; the backend export-all verifies each deployment with, about ten
 times faster here than the pure-JS CPU one). The deployments are the
-registry's ([tfjs]); export-all converts one per module type (version 3's:
+registry's ([deployments.tfjs]); export-all converts one per module type (version 3's:
 CONVERTED_VERSION) from the session's nasnet_mobile exports and verifies each
 against the Slim reference in the runtime (read from disk), publish writes
 them, and the runtime loads each over HTTP on 127.0.0.1 with `{fromTFHub:
@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 import registry
-from exporters import export_tree
+from exporters import export_tree, formats
 from exporters.cards import docs_lib
 from exporters.errors import ExportError
 from exporters.export_tree import layout
@@ -41,9 +41,9 @@ pytestmark = [pytest.mark.tfjs, pytest.mark.late]
 RUNTIME = REPO / "exporters" / "tfjs_runtime"
 BACKEND = "wasm"  # The fast one here: export-all's (tfjs.BACKEND).
 TOLERANCE = 1e-4
-# Every TF.js deployment the registry lists ([tfjs]): nasnet_mobile, both module types,
+# Every TF.js deployment the registry lists ([deployments.tfjs]): nasnet_mobile, both module types,
 # versions 1 and 3.
-ALL_DEPLOYMENTS = registry.default().tfjs_deployments()
+ALL_DEPLOYMENTS = registry.default().deployments(kind="tfjs")
 # The ones converted and run here: one per module type (the logits and the features), of
 # version 3, whose parent has every signature kind (the *_with_bn_hparams ones too). A
 # version 1 deployment is the converter's output for the same network's `default` signature
@@ -135,14 +135,14 @@ def hub(background_exports, nasnet_mobile_tree):
 
 @pytest.fixture(scope="module")
 def converted(hub):
-  """Each deployment's graph model in the export tree: {id: TfjsModel-like}."""
+  """Each deployment's graph model in the export tree: {id: formats.Converted}."""
   found = {}
   for i, d in zip(IDS, DEPLOYMENTS):
     folder = layout.deployment_path(hub.export_dir, d)
     stamp = export_tree.read_stamp(layout.deployment_stamp_path(hub.export_dir, d))
-    found[i] = tfjs.TfjsModel(str(folder), tuple(stamp.export["files"]),
-                              stamp.export["converted_by"], stamp.export["generated_by"],
-                              stamp.seconds)
+    found[i] = formats.Converted(str(folder), tuple(stamp.export["files"]),
+                                 stamp.export["converted_by"], stamp.export["generated_by"],
+                                 stamp.seconds)
   return found
 
 
@@ -375,7 +375,7 @@ def test_a_second_export_all_converts_nothing(hub, nasnet_mobile_tree):
       models=("nasnet_mobile",), versions=(CONVERTED_VERSION,), mirror="", in_process=True,
       heartbeat_s=0), log=lines.append)
   assert [r.status for r in result.rows] == ["up to date"] * 4
-  assert lines == ["all 2 release(s) and 2 TF.js deployment(s) up to date; no export work done"]
+  assert lines == ["all 2 release(s) and 2 deployment(s) up to date; no export work done"]
 
 
 def test_conversion_is_deterministic(converted, release_export, tmp_path):
@@ -450,6 +450,6 @@ def test_cli_refuses_a_release_without_a_tfjs_deployment(tmp_path, model, module
   handle = registry.default().release(model, module_type, version).handle_with_version
   assert result.returncode == 1
   lines = result.stderr.strip().splitlines()
-  assert len(lines) == 1 and lines[0].startswith(f"error: {handle} has no TF.js deployment")
+  assert len(lines) == 1 and lines[0].startswith(f"error: {handle} has no tfjs deployment")
   assert "Traceback" not in result.stderr
   assert os.listdir(tmp_path) == []

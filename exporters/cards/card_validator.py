@@ -17,15 +17,17 @@ keys exist, are required or may repeat, and their allowed values):
     versions in ascending order up to the card's own;
   * balanced code fences, no unrendered template syntax, a final newline.
 
-A TF.js deployment's card (`validate_tfjs`) has its own, shorter contract:
-line 1 `# Tfjs <parent publisher>/<name>/<parent version>/<variant>/<version>`,
-the one-line description, metadata with the schema's `tfjs_required` keys
+A deployment's card (`validate_deployment`) has its own, shorter contract:
+line 1 `# <Word> <parent publisher>/<name>/<parent version>/<variant>/<version>`,
+the one-line description, metadata with the schema's `deployment_required` keys
 (`asset-path`, `parent-model`) where `parent-model` names the title's parent,
-the sections `## Origin` and `## Example use`, and an example that loads the
-model with `tf.loadGraphModel(..., { fromTFHub: true })`.
+and its kind's sections and usage example (DEPLOYMENT_CARDS: for TF.js `#
+Tfjs`, `## Origin` and `## Example use`, `tf.loadGraphModel(..., { fromTFHub:
+true })`; for TFLite `# Lite`, the five sections and the Java Interpreter).
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import registry
@@ -41,9 +43,9 @@ SECTIONS = {
 }
 
 _TITLE = re.compile(r"# Module (?P<name>[a-z0-9_-]+(?:/(?:&zwnj;)?[a-z0-9_-]+)+)/(?P<version>[1-9][0-9]*)")
-_TFJS_TITLE = re.compile(r"# Tfjs (?P<parent>[a-z0-9_-]+(?:/[a-z0-9_-]+)+/[1-9][0-9]*)"
-                        r"/(?P<variant>[a-z0-9_-]+)/(?P<version>[1-9][0-9]*)")
-TFJS_SECTIONS = ("Origin", "Example use")
+_DEPLOYMENT_TITLE = re.compile(
+    r"# (?P<word>[A-Z][a-z]+) (?P<parent>[a-z0-9_-]+(?:/[a-z0-9_-]+)+/[1-9][0-9]*)"
+    r"/(?P<variant>[a-z0-9_-]+)/(?P<version>[1-9][0-9]*)")
 _METADATA = re.compile(r"<!-- (?P<key>[a-z-]+): (?P<value>.*?) -->")
 _CHANGELOG_VERSION = re.compile(r"#### Version (?P<version>[0-9]+)")
 
@@ -105,28 +107,55 @@ def _text_problems(text: str) -> list[str]:
   return problems
 
 
-def validate_tfjs(text: str, handle: str | None = None,
-                  schema: registry.CardSchema | None = None) -> list[str]:
-  """The contract's problems with the card of a TF.js deployment (see the module docstring).
+@dataclasses.dataclass(frozen=True)
+class DeploymentCard:
+  """What a deployment kind's card must hold beyond the rules every deployment card shares."""
+  title_word: str  # Line 1: `# <title_word> <parent>/<variant>/<version>`.
+  name: str  # How problems name the card ("a TF.js card").
+  sections: tuple[str, ...]  # Its `## ` sections, in order.
+  example: str  # A regular expression the card's usage example matches ...
+  example_text: str  # ... and how a problem describes it.
+
+
+DEPLOYMENT_CARDS = {
+    "tfjs": DeploymentCard("Tfjs", "a TF.js card", ("Origin", "Example use"),
+                           r'tf\.loadGraphModel\("[^"]+", \{ fromTFHub: true \}\)',
+                           'tf.loadGraphModel("<url>", { fromTFHub: true })'),
+    "lite": DeploymentCard("Lite", "a TFLite card",
+                           ("Description", "Resources", "Inputs", "Outputs", "Usage"),
+                           r"tflite = new Interpreter\(tfliteModel\);",
+                           "tflite = new Interpreter(tfliteModel);"),
+}
+assert DEPLOYMENT_CARDS.keys() == registry.DEPLOYMENT_KINDS.keys()
+
+
+def validate_deployment(text: str, kind: str, handle: str | None = None,
+                        schema: registry.CardSchema | None = None) -> list[str]:
+  """The contract's problems with the card of a deployment of `kind` (see the module
+  docstring).
 
   `handle`, if given, is the title's (`google/imagenet/nasnet_mobile/classification/1/default/1`).
   """
   schema = schema or registry.default().card_schema()
+  card = DEPLOYMENT_CARDS[kind]
+  word = card.title_word
   problems = _text_problems(text)
   lines = text.split("\n")
-  title = _TFJS_TITLE.fullmatch(lines[0])
-  if not title:
-    problems.append(f"line 1 must read '# Tfjs <publisher>/<name>/<parent version>/<variant>/"
-                    f"<version>', got {lines[0]!r}")
-  elif handle is not None and lines[0] != f"# Tfjs {handle}":
-    problems.append(f"line 1 names {lines[0][len('# Tfjs '):]!r}, but the card is for {handle!r}")
+  title = _DEPLOYMENT_TITLE.fullmatch(lines[0])
+  if not title or title["word"] != word:
+    problems.append(f"line 1 must read '# {word} <publisher>/<name>/<parent version>/"
+                    f"<variant>/<version>', got {lines[0]!r}")
+    title = None
+  elif handle is not None and lines[0] != f"# {word} {handle}":
+    problems.append(f"line 1 names {lines[0][len(word) + 3:]!r}, but the card is for "
+                    f"{handle!r}")
   description = lines[1] if len(lines) > 1 else ""
   if not description.strip() or description.startswith(("#", "<!--")) or not description.endswith("."):
     problems.append(f"line 2 must be a one-line description ending in '.', got {description!r}")
   metadata = _read_metadata(lines, problems)
-  for key in schema.tfjs_required:
+  for key in schema.deployment_required:
     if key not in metadata:
-      problems.append(f"metadata lacks required key {key!r} of a TF.js card "
+      problems.append(f"metadata lacks required key {key!r} of {card.name} "
                       f"(card schema {schema.name})")
   problems.extend(_check_metadata(metadata, None, schema, required=()))
   parents = metadata.get("parent-model", [])
@@ -134,12 +163,11 @@ def validate_tfjs(text: str, handle: str | None = None,
     problems.append(f"metadata parent-model {parents[0]!r} is not the title's parent "
                     f"{title['parent']!r}")
   sections = [line[3:] for _, line in _outside_code(lines) if line.startswith("## ")]
-  if tuple(sections) != TFJS_SECTIONS:
-    problems.append(f"a TF.js card has the sections {', '.join(TFJS_SECTIONS)} in this order, "
+  if tuple(sections) != card.sections:
+    problems.append(f"{card.name} has the sections {', '.join(card.sections)} in this order, "
                     f"got {', '.join(sections) or 'none'}")
-  if not re.search(r'tf\.loadGraphModel\("[^"]+", \{ fromTFHub: true \}\)', text):
-    problems.append("the example must load the model with "
-                    "tf.loadGraphModel(\"<url>\", { fromTFHub: true })")
+  if not re.search(card.example, text):
+    problems.append(f"the example must load the model with {card.example_text}")
   if sum(1 for line in lines if line.startswith("```")) % 2:
     problems.append("unbalanced ``` code fences")
   return problems

@@ -64,12 +64,17 @@ def card_path(release: registry.Release) -> pathlib.PurePosixPath:
                                release.model.name, release.module_type, release.card_file)
 
 
-def deployment_card_path(deployment: registry.TfjsDeployment) -> pathlib.PurePosixPath:
-  """`<parent card's folder>/<parent version>/<variant>/tfjs/<version>.md`, as tfhub.dev kept them."""
-  parent = deployment.parent
+def deployment_card_path(deployment: registry.Deployment) -> pathlib.PurePosixPath:
+  """`<publisher>/models/<rest of the parent's handle>/<parent version>/<variant>/<card
+  folder>/<version>.md` (card folder: `tfjs`, `lite`), as tfhub.dev kept them."""
+  publisher, rest = deployment.parent_handle_with_version.split("/", 1)
   return pathlib.PurePosixPath(
-      card_path(parent).parent, str(parent.version.number), deployment.variant,
-      _field(deployment.extra, "card_folder", "[tfjs]"), f"{deployment.version}.md")
+      publisher, "models", rest, deployment.variant,
+      _field(deployment.extra, "card_folder", _where(deployment)), f"{deployment.version}.md")
+
+
+def _where(deployment: registry.Deployment) -> str:
+  return f"[deployments.{deployment.name}]"
 
 
 def environment() -> jinja2.Environment:
@@ -151,44 +156,49 @@ def render_card(release: registry.Release, title_style: str = "plain",
         f"does not give: {e.message}") from e
 
 
-def deployment_card_context(deployment: registry.TfjsDeployment,
+def deployment_card_context(deployment: registry.Deployment,
                             card_schema: str | None = None) -> dict:
-  """What a TF.js deployment's card template may print ([tfjs] and its parent release)."""
-  parent, card = deployment.parent, deployment.extra
+  """What a deployment's card template may print (its [deployments] table and its parent
+  release)."""
+  parent, card, where = deployment.parent, deployment.extra, _where(deployment)
   reg = parent.registry
   schema = reg.card_schema(card_schema)
   hub_url = _field(reg.publisher_of(parent.version), "hub_url",
                    f"publisher {parent.version.publisher!r}")
-  values = {"asset-path": lambda: _field(card, "asset_path", "[tfjs]"),
-            "parent-model": lambda: parent.handle_with_version}
+  values = {"asset-path": lambda: _field(card, "asset_path", where),
+            "parent-model": lambda: deployment.parent_handle_with_version}
   metadata = []
-  for line in _field(card, "card_metadata", "[tfjs]"):
+  for line in _field(card, "card_metadata", where):
     key = schema.key(line)
     if line not in values or key not in schema.keys:
       raise registry.RegistryError(
-          f"[tfjs] card_metadata names {line!r}, which a TF.js card cannot write in card "
-          f"schema {schema.name}; it can write: {', '.join(values)}")
+          f"{where} card_metadata names {line!r}, which a deployment's card cannot write "
+          f"in card schema {schema.name}; it can write: {', '.join(values)}")
     metadata.append((key, values[line]()))
   return {
-      "card_family": _field(card, "card_family", "[tfjs]"),
+      "card_family": _field(card, "card_family", where),
       "title_handle": deployment.card_handle,
-      "parent": {"handle": parent.handle_with_version, "url": hub_url + parent.handle_with_version},
+      "parent": {"handle": deployment.parent_handle_with_version,
+                 "url": hub_url + deployment.parent_handle_with_version},
       "url": hub_url + deployment.handle,
       "metadata": metadata,
-      "converter_url": _field(card, "converter_url", "[tfjs]"),
+      "card": card,  # The table's card fields (converter_url, ...), as the template uses them.
+      "card_schema": schema.name,
+      "image_size": parent.model.image_size,
+      "num_classes": reg.publisher.num_classes,
   }
 
 
-def render_deployment_card(deployment: registry.TfjsDeployment,
+def render_deployment_card(deployment: registry.Deployment,
                            env: jinja2.Environment | None = None,
                            card_schema: str | None = None) -> str:
-  """The card of a TF.js deployment, unvalidated; RegistryError for a missing field."""
+  """The card of a deployment, unvalidated; RegistryError for a missing field."""
   context = deployment_card_context(deployment, card_schema)
   name = f"{context['card_family']}_deployment.md.j2"
   try:
     return (env or environment()).get_template(name).render(context)
   except jinja2.TemplateNotFound:
-    raise registry.RegistryError(f"[tfjs] card_family {context['card_family']!r} has no "
+    raise registry.RegistryError(f"{_where(deployment)} card_family {context['card_family']!r} has no "
                                  f"template {name} in {TEMPLATE_DIR}") from None
   except jinja2.UndefinedError as e:
     raise registry.RegistryError(f"{deployment.handle}: template {name} needs a value the "
@@ -211,13 +221,12 @@ def render_cards(config: DocsConfig, reg: registry.Registry | None = None) -> di
     problems.extend(f"{path}: {p}" for p in card_validator.validate(
         text, release.handle_with_version, schema))
     cards[path] = text
-  for deployment in reg.tfjs_deployments(models=config.models,
-                                         module_types=config.module_types,
-                                         versions=config.versions):
+  for deployment in reg.deployments(models=config.models, module_types=config.module_types,
+                                    versions=config.versions):
     path = str(deployment_card_path(deployment))
     text = render_deployment_card(deployment, env, schema.name)
-    problems.extend(f"{path}: {p}" for p in card_validator.validate_tfjs(
-        text, deployment.card_handle, schema))
+    problems.extend(f"{path}: {p}" for p in card_validator.validate_deployment(
+        text, deployment.kind, deployment.card_handle, schema))
     cards[path] = text
   if problems:
     raise card_validator.CardError(f"{len(problems)} problems in generated cards", problems)
@@ -358,18 +367,22 @@ def _field(table: dict, key: str, where: str):
 
 def _existing_cards(out: pathlib.Path, reg: registry.Registry) -> list[str]:
   """Cards on disk in the generated layout (`<model>/<module type>/<version>.md`, and
-  `<model>/<module type>/<version>/<variant>/<card folder>/<version>.md` of TF.js deployments)."""
+  `<model>/<module type>/<version>/<variant>/<card folder>/<version>.md` of deployments)."""
   found = []
-  card_folder = reg.tfjs.get("card_folder")
+  card_folders = sorted({t["card_folder"] for t in reg.deployment_tables.values()
+                         if "card_folder" in t})
   for publisher in reg.publisher_names:
     root = out / publisher / "models" / reg.publisher.collection
     found.extend(p.relative_to(out).as_posix() for p in root.glob("*/*/*.md")
                  if p.parent.name in registry.MODULE_TYPES and p.stem.isdigit())
-    if card_folder:
+  # Deployment cards: `<variant>/<card folder>/<version>.md` under any publisher's models.
+  publishers = {*reg.publisher_names, *(p.handle.split("/")[0] for p in reg.placeholders.values())}
+  for publisher in sorted(publishers):
+    for card_folder in card_folders:
       found.extend(p.relative_to(out).as_posix()
-                   for p in root.glob(f"*/*/*/*/{card_folder}/*.md")
-                   if p.parents[3].name in registry.MODULE_TYPES and p.stem.isdigit())
-  return sorted(found)
+                   for p in (out / publisher / "models").rglob(f"{card_folder}/*.md")
+                   if p.stem.isdigit() and p.parents[2].name.isdigit())
+  return sorted(set(found))
 
 
 def _read_bytes(path: pathlib.Path) -> bytes | None:

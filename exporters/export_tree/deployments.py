@@ -1,27 +1,27 @@
-"""export-all's last step: the TF.js deployments of the planned releases (registry [tfjs]).
+"""export-all's last step: the deployments of the planned releases (registry [deployments]).
 
-A deployment is converted from its parent release's verified export by
-exporters.formats.tfjs (the official converter, in `.venv-tfjs`), after every
-model run, so only from a parent that is in place: exported and verified in
-this run, or up to date. Its stamp key covers the parent's stamp key (so a
-re-exported parent is converted again), the deployment's registry facts and
-the converter step's code and environment pins and the TF.js runtime's lock
-file and script (stamps.tfjs_fingerprint).
+The one seam every deployment kind goes through. A deployment is converted
+from its parent release's verified export by its kind's converter
+(exporters.formats.converter_for: the TF.js converter in `.venv-tfjs`, ...),
+after every model run, so only from a parent that is in place: exported and
+verified in this run, or up to date. Its stamp key covers the parent's stamp
+key (so a re-exported parent is converted again), the deployment's registry
+facts and the converter's FINGERPRINT_SOURCES (the step's code, environment
+pins, its client's lock files: stamps.converter_fingerprint).
 
 Each converted deployment is verified by its own client before it is moved
-into place: the real TF.js runtime (exporters/tfjs_runtime, Node.js, the
-WebAssembly backend) runs it on the verification probe images
-(`slim_graph.probe_images`) and its output must match the Slim reference's
-(`reference.SlimReference(...).expected()`: logits for a classification
-module, features for a feature vector) within exporters.verification's
-tolerance; one reference per model, built when the first of its deployments
-is verified and closed after the last. A deployment that differs is not put
-in place and its row says why. Where the runtime cannot run (no `node`, or
-`make tfjs-runtime` not done), a deployment is still converted and stamped,
-with `verified: false` and the reason in its stamp; a later run that finds
-the runtime verifies it (converts it again: the bytes are the same).
-Deciding that a deployment is up to date reads its stamp and checks that its
-model.json is there: no converter or runtime process is started.
+into place (the TF.js runtime in Node.js, ...): the client runs it on the
+verification probe images (`slim_graph.probe_images`) and its output must
+match the Slim reference's (`reference.SlimReference(...).expected()`) within
+exporters.verification's tolerance; one reference per model, built when the
+first of its deployments is verified and closed after the last. A deployment
+that differs is not put in place and its row says why. Where the client
+cannot run here (for TF.js: no `node`, or `make tfjs-runtime` not done), a
+deployment is still converted and stamped, with `verified: false` and the
+reason in its stamp; a later run that finds the client verifies it (converts
+it again: the bytes are the same). Deciding that a deployment is up to date
+reads its stamp and checks that its output file is there: no converter or
+client process is started.
 """
 from __future__ import annotations
 
@@ -36,15 +36,14 @@ from exporters.export_tree import layout, stamps
 from exporters.export_tree.plan import ExportAllConfig, ReleaseJob
 from exporters.export_tree.progress import format_seconds
 
-FORMAT = registry_lib.TFJS_FORMAT  # How the table and the stamps name a deployment's format.
 
 
 @dataclasses.dataclass
 class DeploymentJob:
-  """One planned TF.js deployment and what its stamp says about it."""
+  """One planned deployment and what its stamp says about it."""
   index: int
   total: int
-  deployment: registry_lib.TfjsDeployment
+  deployment: registry_lib.Deployment
   parent: ReleaseJob
   output_dir: pathlib.Path
   stamp_file: pathlib.Path
@@ -61,7 +60,7 @@ class DeploymentJob:
 
 
 def stamp_verified(stamp: stamps.Stamp | None) -> bool:
-  """Whether the stamp records a verification in the TF.js runtime."""
+  """Whether the stamp records a verification by the deployment's client."""
   return bool(stamp and isinstance(stamp.export.get("verification"), dict)
               and stamp.export["verification"].get("verified") is True)
 
@@ -100,23 +99,21 @@ class _SharedReference:
 def plan(config: ExportAllConfig, reg: registry_lib.Registry,
          release_jobs: list[ReleaseJob]) -> list[DeploymentJob]:
   """The deployments of the planned releases; numbered after them ([i/total] of the whole run)."""
-  if not config.tfjs:
-    return []
   by_release = {(j.release.model.name, j.release.module_type, j.release.version.number): j
                 for j in release_jobs}
-  wanted = [d for d in reg.tfjs_deployments(models=config.models,
-                                            module_types=config.module_types,
-                                            versions=config.versions)
-            if (d.parent.model.name, d.parent.module_type, d.parent.version.number) in by_release]
+  from exporters import formats
+  wanted = [d for d in reg.deployments(models=config.models, module_types=config.module_types,
+                                       versions=config.versions)
+            if config.converts(d.kind) and (d.parent.model.name, d.parent.module_type, d.parent.version.number) in by_release]
   total = len(release_jobs) + len(wanted)
-  fingerprint = stamps.tfjs_fingerprint()
-  from exporters.formats import tfjs
-  can_verify = not tfjs.runtime_problem()
   jobs = []
   for i, deployment in enumerate(wanted, len(release_jobs) + 1):
+    converter = formats.converter_for(deployment.kind)
+    can_verify = not converter.runtime_problem()
     parent = by_release[deployment.parent.model.name, deployment.parent.module_type,
                         deployment.parent.version.number]
-    inputs = {"parent_stamp_key": parent.stamp_key, "converter": fingerprint,
+    inputs = {"parent_stamp_key": parent.stamp_key,
+              "converter": stamps.converter_fingerprint(deployment.kind),
               "deployment": {"handle": deployment.handle,
                              "parent": deployment.parent.handle_with_version}}
     key = stamps.stamp_key(inputs)
@@ -125,7 +122,7 @@ def plan(config: ExportAllConfig, reg: registry_lib.Registry,
     stamp = stamps.read_stamp(stamp_file)
     # An unverified deployment is up to date until the runtime can verify it.
     up_to_date = (not config.force and parent.up_to_date and stamp is not None
-                  and stamp.key == key and (output_dir / tfjs.MODEL_JSON).is_file()
+                  and stamp.key == key and (output_dir / converter.OUTPUT_FILE).is_file()
                   and (stamp_verified(stamp) or not can_verify))
     jobs.append(DeploymentJob(index=i, total=total, deployment=deployment, parent=parent,
                               output_dir=output_dir, stamp_file=stamp_file,
@@ -146,26 +143,34 @@ def plan(config: ExportAllConfig, reg: registry_lib.Registry,
   return jobs
 
 
+def converter_tool(config: ExportAllConfig, kind: str) -> str:
+  """The converter `kind`'s deployments are converted with, as configured."""
+  return {"tfjs": config.tfjs_converter}.get(kind, "")
+
+
 def check_converter(config: ExportAllConfig, jobs: list[DeploymentJob]) -> None:
-  """Before any work: converting needs the converter's environment."""
+  """Before any work: converting needs each kind's converter environment."""
+  from exporters import formats
   todo = [j for j in jobs if not j.up_to_date]
-  if todo and not pathlib.Path(config.tfjs_converter).is_file():
-    raise ExportError(
-        f"the TF.js converter {config.tfjs_converter} is missing, and {len(todo)} TF.js "
-        f"deployment(s) need it; build its environment with `make tfjs-env` (or pass "
-        f"--notfjs to export without the TF.js deployments); nothing was exported")
+  for kind in dict.fromkeys(j.deployment.kind for j in todo):
+    problem = formats.converter_for(kind).environment_problem(converter_tool(config, kind))
+    if problem:
+      count = sum(j.deployment.kind == kind for j in todo)
+      raise ExportError(f"{problem}; {count} {kind} deployment(s) need it (or pass "
+                        f"--no{kind} to export without them); nothing was exported")
 
 
 @dataclasses.dataclass(frozen=True)
-class Converted:
+class Outcome:
+  """How one deployment's conversion went."""
   seconds: float
   error: str = ""
   verification: dict | None = None  # The stamp's record; None when it failed.
 
 
 def convert(job: DeploymentJob, parent_ok: bool, config: ExportAllConfig,
-            log: Callable[[str], None]) -> Converted:
-  """Converts one deployment from its parent's export, verifies it in the TF.js runtime and
+            log: Callable[[str], None]) -> Outcome:
+  """Converts one deployment from its parent's export, verifies it with its client and
   stamps it; never raises ExportError."""
   try:
     return _convert(job, parent_ok, config, log)
@@ -175,30 +180,32 @@ def convert(job: DeploymentJob, parent_ok: bool, config: ExportAllConfig,
 
 
 def _convert(job: DeploymentJob, parent_ok: bool, config: ExportAllConfig,
-             log: Callable[[str], None]) -> Converted:
-  from exporters.formats import tfjs
+             log: Callable[[str], None]) -> Outcome:
+  from exporters import formats
+  converter = formats.converter_for(job.deployment.kind)
   parent = job.parent
   if not parent_ok:
-    return Converted(0.0, f"not converted: its parent {parent.release.handle_with_version} "
-                          f"failed")
-  problem = tfjs.runtime_problem()
-  log(f"{job.label}: converting {parent.release.handle_with_version} with the TF.js "
-      f"converter{'' if problem else f', verifying it in the TF.js runtime ({tfjs.BACKEND})'} …")
+    return Outcome(0.0, f"not converted: its parent {parent.release.handle_with_version} "
+                        f"failed")
+  problem = converter.runtime_problem()
+  log(f"{job.label}: converting {parent.release.handle_with_version} with "
+      f"{converter.CONVERTER_NAME}"
+      f"{'' if problem else f', verifying it with {converter.CLIENT_NAME}'} …")
   start = time.monotonic()
   try:
-    model = tfjs.convert(str(parent.export_dir), str(job.output_dir),
-                         converter=config.tfjs_converter,
-                         verify=None if problem else _verifier(job))
+    model = converter.convert(str(parent.export_dir), str(job.output_dir),
+                              converter_tool(config, job.deployment.kind),
+                              verify=None if problem else _verifier(job, converter))
   except ExportError as e:
-    return Converted(time.monotonic() - start, _one_line(str(e)))
+    return Outcome(time.monotonic() - start, _one_line(str(e)))
   verification = model.verification or {"verified": False, "reason": problem}
   parent_stamp = stamps.read_stamp(parent.stamp_file)
   try:
     stamps.write_stamp(job.stamp_file, stamps.Stamp(
         key=job.stamp_key, inputs=job.stamp_inputs, handle=job.deployment.handle_dir,
-        version=job.deployment.version, export_format=FORMAT,
+        version=job.deployment.version, export_format=job.deployment.kind,
         checkpoint_path=str(parent.checkpoint),
-        code_version=stamps.code_version(stamps.tfjs_fingerprint()),
+        code_version=stamps.code_version(stamps.converter_fingerprint(job.deployment.kind)),
         seconds=round(model.seconds, 3), peak_rss_mb=None,
         export={"parent": parent.release.handle_with_version, "files": list(model.files),
                 "converted_by": model.converted_by, "generated_by": model.generated_by,
@@ -206,19 +213,18 @@ def _convert(job: DeploymentJob, parent_ok: bool, config: ExportAllConfig,
         checkpoint_provenance=(parent_stamp.checkpoint_provenance if parent_stamp
                                else parent.checkpoint_provenance)))
   except OSError as e:
-    return Converted(model.seconds, f"converted, but its stamp could not be written: "
-                                    f"{e.strerror or e}")
-  return Converted(model.seconds, verification=verification)
+    return Outcome(model.seconds, f"converted, but its stamp could not be written: "
+                                  f"{e.strerror or e}")
+  return Outcome(model.seconds, verification=verification)
 
 
-def _verifier(job: DeploymentJob) -> Callable[[str], dict]:
-  """verify(model_dir) for tfjs.convert: the deployment in the TF.js runtime against the
-  model's Slim reference (built by the first deployment of the model that gets here)."""
-  from exporters.formats import tfjs
-
+def _verifier(job: DeploymentJob, converter) -> Callable[[str], dict]:
+  """verify(model_dir) for the converter: the deployment by its client against the model's
+  Slim reference (built by the first deployment of the model that gets here)."""
   def verify(model_dir: str) -> dict:
-    return tfjs.verify_release_deployment(model_dir, job.parent.release,
-                                          job.reference.expected(), job.deployment.handle)
+    return converter.verify_release_deployment(model_dir, job.parent.release,
+                                               job.reference.expected(),
+                                               job.deployment.handle)
   return verify
 
 
@@ -226,35 +232,36 @@ def _one_line(text: str) -> str:
   return " ".join(text.split()) if "\n" in text else text
 
 
-def verification_text(verification: dict | None) -> str:
-  """"verified (tfjs wasm, max abs diff 2.1e-06)" or "not verified: <reason>"."""
+def verification_text(kind: str, verification: dict | None) -> str:
+  """"verified (tfjs wasm, max abs diff 2.1e-06)" (the kind and its client's backend) or
+  "not verified: <reason>"."""
   if not verification:
     return ""
   if verification.get("verified"):
-    return (f"verified ({FORMAT} {verification.get('backend')}, max abs diff "
+    return (f"verified ({kind} {verification.get('backend')}, max abs diff "
             f"{verification.get('max_abs_diff', float('nan')):.2g})")
   return f"not verified: {verification.get('reason') or 'unknown reason'}"
 
 
-def table_text(status: str, verification: dict | None) -> str:
+def table_text(kind: str, status: str, verification: dict | None) -> str:
   """The table's "verified" cell of a deployment in place ("exported" or "up to date"), from
-  its verification (Converted.verification, or its stamp's export["verification"]):
+  its verification (Outcome.verification, or its stamp's export["verification"]):
   "converted and verified (tfjs wasm, max abs diff 1.1e-06)" or "converted, not verified"
   (the reason is the progress line's and the stamp's: too long for a cell)."""
   suffix = " (up to date)" if status == "up to date" else ""
   if verification and verification.get("verified"):
-    return f"converted and {verification_text(verification)}{suffix}"
+    return f"converted and {verification_text(kind, verification)}{suffix}"
   if verification:
     return f"converted, not verified{suffix}"
   return f"converted{suffix}"
 
 
-def outcome_text(converted: Converted) -> str:
+def outcome_text(kind: str, converted: Outcome) -> str:
   if converted.error:
     return f"FAILED after {format_seconds(converted.seconds)}: {converted.error}"
   took = format_seconds(converted.seconds)
   if converted.verification and converted.verification.get("verified"):
-    return f"converted and {verification_text(converted.verification)} in {took}"
+    return f"converted and {verification_text(kind, converted.verification)} in {took}"
   if converted.verification:
-    return f"converted in {took}, {verification_text(converted.verification)}"
+    return f"converted in {took}, {verification_text(kind, converted.verification)}"
   return f"converted in {took}"

@@ -6,10 +6,10 @@ Per handle directory `<export_dir>/<publisher>/<collection>/<model>/<module_type
   <version>.md               its card
   .<version>.stamp.json      what it was made from (exporters.export_tree.stamps)
 
-A TF.js deployment (registry [tfjs]) is laid out the same way under its
-handle: `<export_dir>/<publisher>/tfjs-model/<collection>/<model>/<module_type>/
-<parent version>/<variant>/` holds `<version>/` (model.json and its weight
-shards), `<version>.md` and `.<version>.stamp.json`.
+A deployment (registry [deployments]) is laid out the same way under its
+handle, e.g. `<export_dir>/<publisher>/tfjs-model/<collection>/<model>/
+<module_type>/<parent version>/<variant>/` holds `<version>/` (for TF.js:
+model.json and its weight shards), `<version>.md` and `.<version>.stamp.json`.
 
 The stamp lies beside the export, not in it, because publish archives the
 export directory whole. Temporary entries (`.tmp-*`, `.old-*`) exist only
@@ -43,8 +43,8 @@ def card_path(export_dir, release) -> pathlib.Path:
   return handle_dir(export_dir, release) / release.card_file
 
 
-def deployment_dir(export_dir, deployment: registry_lib.TfjsDeployment) -> pathlib.Path:
-  """The folder holding a TF.js deployment, its card and its stamp."""
+def deployment_dir(export_dir, deployment: registry_lib.Deployment) -> pathlib.Path:
+  """The folder holding a deployment, its card and its stamp."""
   return pathlib.Path(export_dir, *deployment.handle_dir.split("/"))
 
 
@@ -67,7 +67,7 @@ def remove_stale_temporaries(export_dir: pathlib.Path, reg: registry_lib.Registr
   handles = [export_dir]
   handles += [h for name in reg.publisher_names
              for h in (export_dir / name / reg.publisher.collection).glob("*/*")]
-  handles += {deployment_dir(export_dir, d) for d in reg.tfjs_deployments()}
+  handles += {deployment_dir(export_dir, d) for d in reg.deployments()}
   for handle in sorted(handles):
     if not handle.is_dir():
       continue

@@ -41,9 +41,14 @@ class ExportAllConfig:
   heartbeat_s: float = 60.0
   exporter: str = DEFAULT_EXPORTER  # "module:function" with pipeline.export_model's signature.
   in_process: bool = False  # Tests and debugging: models run in this process, one after another.
-  tfjs: bool = True  # Also the TF.js deployments ([tfjs]) of the planned releases.
+  tfjs: bool = True  # Also the TF.js deployments ([deployments], kind tfjs) of the releases.
   tfjs_converter: str = tfjs_format.CONVERTER  # `tensorflowjs_converter` of `.venv-tfjs`.
+  lite: bool = True  # Also the TFLite deployments ([deployments], kind lite) of the releases.
   events_file: str | None = None  # Also write the progress as typed records (events.py).
+
+  def converts(self, kind: str) -> bool:
+    """Whether the run makes the deployments of `kind` (registry.DEPLOYMENT_KINDS)."""
+    return {"tfjs": self.tfjs, "lite": self.lite}[kind]
 
 
 @dataclasses.dataclass

@@ -19,9 +19,9 @@ A run goes through these steps, so that bad input stops it before any work:
      cores and memory allow: plan.choose_jobs) within the memory budget
      (exporters.export_tree.workers);
      stamp each release as soon as it is verified and in place;
-  6. convert the TF.js deployments ([tfjs] in the registry) of the planned
+  6. convert the deployments ([deployments] in the registry) of the planned
      releases whose parents are in place (exporters.export_tree.deployments;
-     the converter's environment `.venv-tfjs` is checked before step 5);
+     each kind's converter environment is checked before step 5);
   7. write the cards and return one row per release and deployment for the
      final table.
 
@@ -93,13 +93,13 @@ def render_cards(config: ExportAllConfig, reg: registry_lib.Registry,
     raise ExportError(f"cannot render the cards: {e}") from None
   cards = {layout.card_path(config.export_dir, r): texts[str(docs_lib.card_path(r))]
            for r in planned}
-  if config.tfjs:
-    planned_keys = {(r.model.name, r.module_type, r.version.number) for r in planned}
-    for d in reg.tfjs_deployments(models=config.models, module_types=config.module_types,
-                                  versions=config.versions):
-      if (d.parent.model.name, d.parent.module_type, d.parent.version.number) in planned_keys:
-        cards[layout.deployment_card_path(config.export_dir, d)] = texts[
-            str(docs_lib.deployment_card_path(d))]
+  planned_keys = {(r.model.name, r.module_type, r.version.number) for r in planned}
+  for d in reg.deployments(models=config.models, module_types=config.module_types,
+                           versions=config.versions):
+    if config.converts(d.kind) and (
+        d.parent.model.name, d.parent.module_type, d.parent.version.number) in planned_keys:
+      cards[layout.deployment_card_path(config.export_dir, d)] = texts[
+          str(docs_lib.deployment_card_path(d))]
   return cards
 
 
@@ -192,11 +192,12 @@ def _run(config: ExportAllConfig, log: Callable[[str], None], reg: registry_lib.
           workers.run_in_workers(model_jobs, config, progress, done)
     if conversions:
       if not todo:
-        log(f"{len(conversions)} of {len(deployment_jobs)} TF.js deployment(s) to convert")
+        log(f"{len(conversions)} of {len(deployment_jobs)} deployment(s) to convert")
       for job in conversions:
         converted = deployments_lib.convert(
             job, rows[job.parent.index].status != "failed", config, progress.say)
-        progress.say(f"{job.label}: {deployments_lib.outcome_text(converted)} … elapsed "
+        progress.say(f"{job.label}: "
+                     f"{deployments_lib.outcome_text(job.deployment.kind, converted)} … elapsed "
                      f"{progress.elapsed()}")
         rows[job.index] = _deployment_row(job, "failed" if converted.error else "exported",
                                           seconds=converted.seconds, error=converted.error,
@@ -220,7 +221,7 @@ def _run(config: ExportAllConfig, log: Callable[[str], None], reg: registry_lib.
                              elapsed_seconds=round(result.seconds, 3)))
   if not todo:
     up_to_date = f"all {len(jobs) - len(deployment_jobs)} release(s)" + (
-        f" and {len(deployment_jobs)} TF.js deployment(s)" if deployment_jobs else "")
+        f" and {len(deployment_jobs)} deployment(s)" if deployment_jobs else "")
     log(f"{up_to_date} up to date; no export work done"
         + (f"; {cards_written} card(s) rewritten" if cards_written else ""))
   else:
@@ -285,7 +286,7 @@ def _deployment_row(job: deployments_lib.DeploymentJob, status: str, **fields) -
   parent = job.parent
   size = layout.directory_size(job.output_dir) if status != "failed" else None
   return Row(handle=job.deployment.handle_dir, version=job.deployment.version,
-             format=deployments_lib.FORMAT, status=status, size=size,
+             format=job.deployment.kind, status=status, size=size,
              verified=status != "failed", model=parent.release.model.name,
              checkpoint_provenance=parent.checkpoint_provenance, **fields)
 
@@ -303,8 +304,8 @@ def format_table(rows: list[Row]) -> str:
   lines = [header]
   for r in rows:
     verified = {"exported": "yes", "up to date": "yes (up to date)"}.get(r.status, "FAILED")
-    if r.format == deployments_lib.FORMAT and r.status != "failed":
-      verified = deployments_lib.table_text(r.status, r.verification)
+    if r.format in registry_lib.DEPLOYMENT_KINDS and r.status != "failed":
+      verified = deployments_lib.table_text(r.format, r.status, r.verification)
     lines.append((r.handle, str(r.version), r.format,
                   _size(r.size) if r.size is not None else "-",
                   f"{r.seconds:.1f}" if r.seconds is not None and r.status != "up to date"

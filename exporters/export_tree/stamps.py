@@ -42,16 +42,9 @@ EXPORT_CODE_PACKAGES = ("exporters/pipeline", "exporters/network", "exporters/fo
                         "exporters/verification", "exporters/compat", "slim_nets", "registry",
                         "checkpoints")
 EXPORT_LIBRARIES = ("tensorflow", "tensorflow-cpu", "tf-keras", "tf-slim", "tensorflow-hub")
-# The TF.js converter step is not part of any release's export: its own code and
-# its environment's pins make the TF.js deployments' stamps (`tfjs_fingerprint`).
-TFJS_SOURCES = ("exporters/formats/tfjs.py", "requirements-tfjs.txt",
-                "requirements-tfjs-nodeps.txt", "constraints-tfjs.txt")
-# The TF.js runtime each deployment is verified in at export time (its pinned npm
-# tree and the script that runs a model): a change verifies every deployment again.
-# (The verification rules, exporters/verification, are release code: a change to
-# them re-exports the parents, which makes their deployments stale too.)
-TFJS_RUNTIME_SOURCES = ("exporters/tfjs_runtime/package-lock.json",
-                        "exporters/tfjs_runtime/run_graph_model.js")
+# A deployment's converter step is not part of any release's export: its own code and
+# pins (its module's FINGERPRINT_SOURCES) make the deployments' stamps
+# (`converter_fingerprint`).
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,7 +126,13 @@ def export_source_files() -> list[pathlib.Path]:
   return [path for package in EXPORT_CODE_PACKAGES
           for path in sorted((REPO_ROOT / package).rglob("*.py"))
           if "__pycache__" not in path.parts
-          and path.relative_to(REPO_ROOT).as_posix() not in TFJS_SOURCES]
+          and path.relative_to(REPO_ROOT).as_posix() not in _converter_sources()]
+
+
+def _converter_sources() -> set[str]:
+  from exporters import formats
+  return {name for kind in registry_lib.DEPLOYMENT_KINDS
+          for name in formats.converter_for(kind).FINGERPRINT_SOURCES}
 
 
 @functools.lru_cache(maxsize=None)
@@ -149,11 +148,12 @@ def code_fingerprint() -> dict:
 
 
 @functools.lru_cache(maxsize=None)
-def tfjs_fingerprint() -> dict:
-  """What identifies a TF.js conversion and its verification: the converter step's code,
-  its environment's pins (constraints-tfjs.txt pins the whole tree) and the TF.js
-  runtime's lock file and script; reading them needs no process."""
-  paths = [REPO_ROOT / name for name in (*TFJS_SOURCES, *TFJS_RUNTIME_SOURCES)]
+def converter_fingerprint(kind: str) -> dict:
+  """What identifies a deployment kind's conversion and its verification: its converter
+  module's FINGERPRINT_SOURCES (the step's code, its environment's pins, its client's lock
+  files and scripts); reading them needs no process."""
+  from exporters import formats
+  paths = [REPO_ROOT / name for name in formats.converter_for(kind).FINGERPRINT_SOURCES]
   return {"toolchain_version": toolchain_version(),
           "sources_sha256": sources_sha256(REPO_ROOT, paths)}
 

@@ -1,4 +1,8 @@
-"""Format writers: how a model's releases of one format are constructed, written and verified.
+"""Format writers and deployment converters.
+
+A format writer says how a model's releases of one format are constructed, written and
+verified; a deployment converter (one module per registry.DEPLOYMENT_KINDS kind) how a
+deployment is converted from its parent release's export and checked by its client.
 
 A writer is constructed once per model for all of that model's releases in
 its format (`FormatConstructions`): it builds the network once per mode and
@@ -9,9 +13,11 @@ against the Slim reference.
 """
 from __future__ import annotations
 
+import dataclasses
+import importlib
 from typing import Callable, Protocol
 
-from registry import SAVED_MODEL_2_FORMAT, TF1_HUB_FORMAT, Release
+from registry import DEPLOYMENT_KINDS, SAVED_MODEL_2_FORMAT, TF1_HUB_FORMAT, Release
 
 Log = Callable[[str], None]
 
@@ -56,3 +62,53 @@ def verifier_for(fmt: str) -> Callable[..., dict]:
     from exporters.formats.saved_model_2 import verify
     return verify
   raise ValueError(f"no verifier for format {fmt!r}")
+
+
+# ---- Deployment converters (exporters.export_tree.deployments drives them).
+
+@dataclasses.dataclass(frozen=True)
+class Converted:
+  """One converted deployment in place."""
+  output_dir: str
+  files: tuple[str, ...]  # Its files, in the order its loader names them.
+  converted_by: str  # The converter and its version, as the output or the tool states it.
+  generated_by: str  # What the converter ran on (e.g. its TensorFlow version).
+  seconds: float  # Converting and verifying.
+  verification: dict | None = None  # What `verify` returned (None: no verify given).
+
+
+class DeploymentConverter(Protocol):
+  """A converter module: exporters/formats/<kind>.py."""
+
+  CONVERTER_NAME: str  # "the TF.js converter", in progress lines and errors.
+  CLIENT_NAME: str  # Who verifies it: "the TF.js runtime (wasm)".
+  OUTPUT_FILE: str  # The file whose presence says a converted output is in place.
+  # The converter step's own code and pins (with its client's): its stamps' fingerprint.
+  FINGERPRINT_SOURCES: tuple[str, ...]
+
+  def environment_problem(self, tool: str) -> str:
+    """"" when `tool` (the converter, as configured) can run, else how to build it."""
+
+  def runtime_problem(self) -> str:
+    """"" when its client can verify here, else why not (then it is stamped unverified)."""
+
+  def convert(self, parent_dir: str, output_dir: str, tool: str,
+              verify: Callable[[str], dict] | None) -> Converted:
+    """Converts the parent's export into `output_dir` (replaced whole; nothing left on a
+    failure); `verify(tmp_dir)` runs before the rename."""
+
+  def verify_release_deployment(self, model_dir: str, release: Release, expected: dict,
+                                what: str) -> dict:
+    """The converted model in `model_dir` by its client against the Slim reference's
+    outputs on the probe images; raises ExportError naming the difference."""
+
+
+_CONVERTER_MODULES = {"tfjs": "exporters.formats.tfjs", "lite": "exporters.formats.lite"}
+assert _CONVERTER_MODULES.keys() == DEPLOYMENT_KINDS.keys()
+
+
+def converter_for(kind: str) -> DeploymentConverter:
+  """A registry deployment kind -> its converter module."""
+  if kind not in _CONVERTER_MODULES:
+    raise ValueError(f"no converter for deployment kind {kind!r}")
+  return importlib.import_module(_CONVERTER_MODULES[kind])

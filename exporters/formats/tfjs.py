@@ -59,6 +59,7 @@ from typing import Callable
 
 from exporters import child_processes, filesystem
 from exporters.errors import ExportError
+from exporters.formats import Converted
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONVERTER = os.path.join(REPO, ".venv-tfjs", "bin", "tensorflowjs_converter")
@@ -76,29 +77,41 @@ RUNTIME_PACKAGES = ("@tensorflow/tfjs-core", "@tensorflow/tfjs-converter",
                     "@tensorflow/tfjs-backend-cpu", "@tensorflow/tfjs-backend-wasm")
 
 
-@dataclasses.dataclass(frozen=True)
-class TfjsModel:
-  """One converted graph model in place."""
-  output_dir: str
-  files: tuple[str, ...]  # model.json first, then the weight shards in manifest order.
-  converted_by: str  # model.json's "convertedBy", e.g. "TensorFlow.js Converter v4.17.0".
-  generated_by: str  # model.json's "generatedBy": the converter's TensorFlow version.
-  seconds: float  # Converting and verifying.
-  verification: dict | None = None  # What `verify` returned (None: no verify given).
+# The converter protocol (exporters.formats.DeploymentConverter).
+CONVERTER_NAME = "the TF.js converter"
+CLIENT_NAME = f"the TF.js runtime ({BACKEND})"
+OUTPUT_FILE = MODEL_JSON
+# The converter step's code and environment pins, and the TF.js runtime each deployment is
+# verified in at export time (its pinned npm tree and the script that runs a model): a
+# change converts and verifies every deployment again. (The verification rules,
+# exporters/verification, are release code: a change to them re-exports the parents,
+# which makes their deployments stale too.)
+FINGERPRINT_SOURCES = ("exporters/formats/tfjs.py", "requirements-tfjs.txt",
+                       "requirements-tfjs-nodeps.txt", "constraints-tfjs.txt",
+                       "exporters/tfjs_runtime/package-lock.json",
+                       "exporters/tfjs_runtime/run_graph_model.js")
+
+
+def environment_problem(converter: str) -> str:
+  """"" when the converter `converter` is there, else how to build it."""
+  if os.path.isfile(converter):
+    return ""
+  return (f"the TF.js converter {converter} is missing; build its environment with "
+          f"`make tfjs-env`")
 
 
 def convert(parent_dir: str, output_dir: str, converter: str = CONVERTER,
             timeout_s: float = 1800,
-            verify: Callable[[str], dict] | None = None) -> TfjsModel:
+            verify: Callable[[str], dict] | None = None) -> Converted:
   """Converts the TF1 Hub format export `parent_dir` into a TF.js graph model at `output_dir`.
 
   `verify(model_dir)` is called on the checked model before it is moved into place; an
   ExportError it raises leaves nothing behind (an old output stays as it was).
   """
   _check_parent(parent_dir)
-  if not os.path.isfile(converter):
-    raise ExportError(f"the TF.js converter {converter} is missing; build its environment "
-                      f"with `make tfjs-env`")
+  problem = environment_problem(converter)
+  if problem:
+    raise ExportError(problem)
   start = time.monotonic()
   with filesystem.replacing(output_dir, "the TF.js model", ExportError) as tmp_out:
     # The converter makes its output folder itself (it refuses one that exists).
@@ -110,7 +123,7 @@ def convert(parent_dir: str, output_dir: str, converter: str = CONVERTER,
     files, model = _check_output(tmp_out)
     model = _canonicalize(os.path.join(tmp_out, MODEL_JSON), model)
     verification = verify(tmp_out) if verify is not None else None
-  return TfjsModel(output_dir, files, model.get("convertedBy", ""),
+  return Converted(output_dir, files, model.get("convertedBy", ""),
                    model.get("generatedBy", ""), time.monotonic() - start, verification)
 
 

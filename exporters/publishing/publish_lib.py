@@ -24,7 +24,7 @@ the published archive is hashed every time (a manifest is a claim, not proof).
 An archive whose sha256 differs from its manifest's is reported as corrupt,
 with both hashes, and is rewritten only with `force`.
 
-A TF.js deployment (registry [tfjs]) is published as the files its loader
+A TF.js deployment (registry [deployments.tfjs]) is published as the files its loader
 fetches, under its handle, with its card and manifest beside, as for a version:
 
   <dest>/<deployment handle>/model.json, group1-shard*of*.bin
@@ -56,10 +56,9 @@ import uuid
 from typing import Callable
 
 import registry as registry_lib
-from exporters import export_tree
+from exporters import export_tree, formats
 from exporters.errors import ExportError
 from exporters.export_tree import stamps
-from exporters.formats import tfjs as tfjs_format
 
 MANIFEST_FORMAT = 1
 # A version's files beside each other: <version>.tar.gz, <version>.md, <version>.manifest.json
@@ -458,38 +457,40 @@ def _manifest_sha256(manifest_file: str) -> str | None:
   return sha256 if isinstance(sha256, str) else None
 
 
-# ---- TF.js deployments.
+# ---- Deployments (registry [deployments]).
 
 @dataclasses.dataclass
 class _Deployment:
-  deployment: registry_lib.TfjsDeployment
+  deployment: registry_lib.Deployment
   model_dir: str
   card: str
   stamp: export_tree.Stamp
 
 
 def find_deployments(config: PublishConfig, reg: registry_lib.Registry) -> list[_Deployment]:
-  """The converted, stamped TF.js deployments of the selected releases in the export tree."""
+  """The converted, stamped deployments of the selected releases in the export tree."""
   from exporters.export_tree import layout
   found = []
-  for d in reg.tfjs_deployments(models=config.models, module_types=config.module_types,
-                                versions=config.versions):
+  for d in reg.deployments(models=config.models, module_types=config.module_types,
+                           versions=config.versions):
     model_dir = layout.deployment_path(config.export_dir, d)
     stamp = export_tree.read_stamp(layout.deployment_stamp_path(config.export_dir, d))
     card = layout.deployment_card_path(config.export_dir, d)
-    if (model_dir / tfjs_format.MODEL_JSON).is_file() and stamp and card.is_file():
+    output_file = formats.converter_for(d.kind).OUTPUT_FILE
+    if (model_dir / output_file).is_file() and stamp and card.is_file():
       found.append(_Deployment(d, str(model_dir), str(card), stamp))
   return found
 
 
-def deployment_files(model_dir: str) -> list[str]:
-  """model.json, then its weight shards in name order; refuses anything else."""
+def deployment_files(model_dir: str, output_file: str) -> list[str]:
+  """`output_file` (the converter's OUTPUT_FILE: model.json, ...), then the other files in
+  name order; refuses anything but plain files."""
   names = sorted(os.listdir(model_dir))
   for name in names:
     if not stat.S_ISREG(os.lstat(os.path.join(model_dir, name)).st_mode):
-      raise ExportError(f"{os.path.join(model_dir, name)} is not a plain file; a TF.js "
-                        f"deployment holds only model.json and its weight files")
-  return [tfjs_format.MODEL_JSON, *[n for n in names if n != tfjs_format.MODEL_JSON]]
+      raise ExportError(f"{os.path.join(model_dir, name)} is not a plain file; a deployment "
+                        f"holds only its converter's files")
+  return [output_file, *[n for n in names if n != output_file]]
 
 
 def deployment_manifest(dep: _Deployment, files: dict[str, dict]) -> dict:
@@ -498,7 +499,7 @@ def deployment_manifest(dep: _Deployment, files: dict[str, dict]) -> dict:
       "manifest_format": MANIFEST_FORMAT,
       "handle": d.handle_dir,
       "version": d.version,
-      "format": registry_lib.TFJS_FORMAT,
+      "format": d.kind,
       "parent": d.parent.handle_with_version,
       "files": files,
       "card": f"{d.version}.md",
@@ -509,7 +510,7 @@ def deployment_manifest(dep: _Deployment, files: dict[str, dict]) -> dict:
 
 def publish_deployment(dep: _Deployment, dest: str, force: bool,
                        log: Callable[[str], None]) -> Published:
-  """Publishes one TF.js deployment's files, card and manifest (manifest last)."""
+  """Publishes one deployment's files, card and manifest (manifest last)."""
   d = dep.deployment
   label = d.handle
   folder = _join(dest, *d.handle.split("/"))
@@ -518,7 +519,7 @@ def publish_deployment(dep: _Deployment, dest: str, force: bool,
   gfile = _gfile()
   temps, renamed, placed, status = [], [], [], None
   try:
-    names = deployment_files(dep.model_dir)
+    names = deployment_files(dep.model_dir, formats.converter_for(d.kind).OUTPUT_FILE)
     new = {}
     for name in names:
       with open(os.path.join(dep.model_dir, name), "rb") as f:

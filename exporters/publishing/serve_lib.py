@@ -9,11 +9,15 @@ exporters.publish writes. Routes, for a tree laid out by publish_lib:
   GET /<handle>/<version>.tar.gz (.md, .manifest.json)   the file, as the bucket serves it
   GET /<tfjs handle>/<file>?tfjs-format=file         a TF.js deployment's model.json or shard
                                                      (only a file its published manifest lists)
+  GET /<lite handle>?lite-format=tflite              a TFLite deployment's model.tflite
 
 `tf.loadGraphModel(handle, {fromTFHub: true})` (tfjs-converter) fetches
 `<handle>/model.json?tfjs-format=file` and then each weight file relative to
 it with the same query; `GET /<tfjs handle>` (its last segment a version)
-answers its card, like a version's. Another `tfjs-format` value is 400.
+answers its card, like a version's. Another `tfjs-format` value is 400. A
+TFLite deployment is fetched whole, `<handle>?lite-format=tflite`, as
+tfhub.dev served it; another `lite-format` value is 400. Each deployment
+kind's query is DEPLOYMENT_QUERIES'.
 
 tensorflow_hub's HttpCompressedFileResolver requests `<url>?tf-hub-format=compressed`
 and unpacks the response as a tar stream, following redirects, so
@@ -32,9 +36,9 @@ What it guarantees:
   client that stops reading) is dropped, and so is one whose request head
   (request line and headers) is not complete `idle_timeout_s` after the server
   began to wait for it, however slowly it trickles in.
-- `?tfjs-format=file` answers only the files a published TF.js deployment's
-  manifest (`<handle>.manifest.json`, which publish writes last) lists, never
-  any other file under the root.
+- `?tfjs-format=file` and `?lite-format=tflite` answer only the files a
+  published deployment of that kind's manifest (`<handle>.manifest.json`,
+  which publish writes last) lists, never any other file under the root.
 - Names that are not ASCII, in the URL or on disk, are answered like any
   other (a version is ASCII digits only; a redirect's Location is
   percent-encoded).
@@ -58,6 +62,11 @@ import threading
 import urllib.parse
 
 from exporters.publishing.publish_lib import ARCHIVE_SUFFIX, MANIFEST_SUFFIX
+
+# Deployment kind -> (query parameter, the one value served, the file it answers with:
+# None for the file named by the path's last segment).
+DEPLOYMENT_QUERIES = {"tfjs": ("tfjs-format", "file", None),
+                      "lite": ("lite-format", "tflite", "model.tflite")}
 DEFAULT_HOST = "127.0.0.1"
 LISTEN_BACKLOG = 256  # Python's default (5) resets connections under a burst of clients.
 IDLE_TIMEOUT_S = 30.0
@@ -116,9 +125,9 @@ def _versions(root: str, segments: list[str]) -> list[int]:
                 if name.endswith(ARCHIVE_SUFFIX) and _is_version(name[:-len(ARCHIVE_SUFFIX)]))
 
 
-def _deployment_file(root: str, segments: list[str]) -> str | None:
-  """The real path of `<deployment>/<name>` when the deployment's published manifest lists
-  `name` among its files; None for any other path."""
+def _deployment_file(root: str, segments: list[str], kind: str) -> str | None:
+  """The real path of `<deployment>/<name>` when the published manifest of a deployment of
+  `kind` lists `name` among its files; None for any other path."""
   *folder, name = segments
   if not folder:
     return None
@@ -127,10 +136,11 @@ def _deployment_file(root: str, segments: list[str]) -> str | None:
     return None
   try:
     with open(manifest, "rb") as f:
-      files = json.loads(f.read()).get("files")
+      recorded = json.loads(f.read())
+    files, fmt = recorded.get("files"), recorded.get("format")
   except (OSError, ValueError, AttributeError):
     return None  # Unreadable or not a deployment manifest: nothing is a deployment file.
-  if not isinstance(files, dict) or name not in files:
+  if not isinstance(files, dict) or name not in files or fmt != kind:
     return None
   return _file(root, os.path.join(root, *segments))
 
@@ -144,7 +154,8 @@ def resolve(root: str, url: str) -> Answer:
   parsed = urllib.parse.urlsplit(url)
   query = urllib.parse.parse_qs(parsed.query)
   hub_format = query.get("tf-hub-format", [None])[-1]
-  tfjs_format = query.get("tfjs-format", [None])[-1]
+  asked = {kind: query[name][-1] for kind, (name, _, _) in DEPLOYMENT_QUERIES.items()
+           if name in query}
   segments = _segments(parsed.path)
   if not segments:
     return Answer(404, message="not found; ask for /<publisher>/<collection>/<model>/"
@@ -152,15 +163,16 @@ def resolve(root: str, url: str) -> Answer:
   if hub_format not in (None, "compressed"):
     return Answer(400, message=f"tf-hub-format={hub_format} is not served here; this server "
                                f"serves only tf-hub-format=compressed")
-  if tfjs_format is not None:
-    if tfjs_format != "file" or hub_format is not None:
-      return Answer(400, message=f"tfjs-format={tfjs_format} is not served here; this server "
-                                 f"serves only tfjs-format=file")
-    path = _deployment_file(root, segments)
+  for kind, value in asked.items():
+    name, served, file_name = DEPLOYMENT_QUERIES[kind]
+    if value != served or hub_format is not None or len(asked) > 1:
+      return Answer(400, message=f"{name}={value} is not served here; this server serves "
+                                 f"only {name}={served}")
+    path = _deployment_file(root, segments + ([file_name] if file_name else []), kind)
     if path:
       return Answer(200, path=path)
-    return Answer(404, message=f"{'/'.join(segments)} is not a published TF.js deployment's "
-                               f"file")
+    what = f"a published {kind} deployment" + ("" if file_name else "'s file")
+    return Answer(404, message=f"{'/'.join(segments)} is not {what}")
   *handle, last = segments
   if _is_version(last) and handle:
     stem = os.path.join(root, *handle, last)

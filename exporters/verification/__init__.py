@@ -71,6 +71,28 @@ def compare(what: str, actual, expected, tolerance: float = TOLERANCE) -> float:
   return diff
 
 
+def log_softmax(logits) -> np.ndarray:
+  """log(softmax(logits)) over the last axis, computed in float64."""
+  logits = np.asarray(logits, np.float64)
+  shifted = logits - logits.max(axis=-1, keepdims=True)
+  return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def compare_log_probabilities(what: str, probabilities, logits,
+                              tolerance: float = TOLERANCE) -> float:
+  """`probabilities` (a deployment's softmax output) against the reference's `logits`, in
+  log space: the probabilities of a randomly initialized network are all near 1/1001, so
+  an absolute tolerance on them would accept almost anything. Zero or negative
+  probabilities are non-finite logs and fail. Returns the largest difference."""
+  probabilities = np.asarray(probabilities, np.float64)
+  if probabilities.shape != np.shape(logits):
+    raise VerificationError(f"{what}: the artifact gives shape {list(probabilities.shape)}, "
+                            f"the reference {list(np.shape(logits))}")
+  with np.errstate(divide="ignore", invalid="ignore"):
+    logs = np.log(probabilities)
+  return compare(what, logs, log_softmax(logits), tolerance)
+
+
 def check_shape(what: str, actual, shape: tuple[int, ...]) -> None:
   """For an output that cannot be compared (random): finite values of the right shape."""
   actual = np.asarray(actual)
