@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import subprocess
 from typing import Callable
 
 _PR_SET_PDEATHSIG = 1
@@ -38,3 +39,24 @@ def dying_with_this_process() -> Callable[[], None]:
   """A `preexec_fn` for subprocess: the tool is killed when this process dies."""
   parent_pid = os.getpid()
   return lambda: die_with_parent(parent_pid)
+
+
+def run_tool(command: list[str], tool: str, doing: str, on: str, timeout_s: float,
+             **kwargs) -> None:
+  """Runs a tool's process, dying with this one; its timeout or failure is one ExportError
+  line naming `tool` (the failure's: the last line of the tool's stderr)."""
+  from exporters.errors import ExportError
+  try:
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s,
+                            preexec_fn=dying_with_this_process(), **kwargs)
+  except subprocess.TimeoutExpired:
+    raise ExportError(f"{tool} did not finish {doing} within {timeout_s:.0f} s") from None
+  if result.returncode != 0:
+    raise ExportError(f"{tool} failed {on}: "
+                      f"{_last_line(result.stderr) or f'exit status {result.returncode}'}")
+
+
+def _last_line(text: str) -> str:
+  """The tool's own error: the last non-empty line of its stderr (a traceback's last)."""
+  lines = [line.strip() for line in text.splitlines() if line.strip()]
+  return lines[-1] if lines else ""

@@ -171,7 +171,11 @@ def _export_nasnet_mobile_tree(root: pathlib.Path) -> RealTree:
                                        export_dir=str(root / "exports"),
                                        models=("nasnet_mobile",), mirror="", jobs=2,
                                        tfjs=False)  # tests/test_tfjs.py converts a copy.
-  result = export_tree.run(config, log=lines.append)
+  from exporters.errors import ExportError
+  try:
+    result = export_tree.run(config, log=lines.append)
+  except ExportError as e:  # Say why, from the run's own lines, not only which failed.
+    raise AssertionError(f"{e}\n" + "\n".join(lines[-12:])) from None
   return RealTree(checkpoint_dir, root / "exports", result, "\n".join(lines))
 
 

@@ -26,12 +26,15 @@ flat, so they are compared in log space).
 from __future__ import annotations
 
 import os
+import sys
 import time
 from typing import Callable
 
-from exporters import filesystem
+from exporters import child_processes, filesystem
 from exporters.errors import ExportError
 from exporters.formats import Converted
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 MODEL_FILE = "model.tflite"
 SAVED_MODEL_PB = "saved_model.pb"
@@ -64,9 +67,12 @@ def _litert_version() -> str:
 
 
 def convert(parent_dir: str, output_dir: str, tool: str = "",
-            verify: Callable[[str], dict] | None = None) -> Converted:
+            verify: Callable[[str], dict] | None = None, timeout_s: float = 1800) -> Converted:
   """Converts the TF2 SavedModel classification export `parent_dir` into `output_dir`.
 
+  The converter runs in a process of its own (`python -m exporters.formats.lite`), like
+  the TF.js converter: loading and tracing the release must not share TensorFlow's state
+  with whatever else the calling process runs, and its memory goes when it ends.
   `verify(model_dir)` is called on the checked model before it is moved into place; an
   ExportError it raises leaves nothing behind (an old output stays as it was).
   """
@@ -76,10 +82,12 @@ def convert(parent_dir: str, output_dir: str, tool: str = "",
   start = time.monotonic()
   import tensorflow as tf
   with filesystem.replacing(output_dir, "the TFLite model", ExportError) as tmp_out:
-    data = tflite_bytes(parent_dir)
     path = os.path.join(tmp_out, MODEL_FILE)
-    with open(path, "wb") as f:
-      f.write(data)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    child_processes.run_tool([sys.executable, "-m", "exporters.formats.lite",
+                              os.path.abspath(parent_dir), path],
+                             CONVERTER_NAME, f"converting {parent_dir!r}", f"on {parent_dir!r}",
+                             timeout_s, cwd=REPO, env=env)
     _check_output(path)
     verification = verify(tmp_out) if verify is not None else None
   return Converted(output_dir, (MODEL_FILE,), f"TFLiteConverter (TensorFlow {tf.__version__})",
@@ -107,8 +115,7 @@ def tflite_bytes(parent_dir: str) -> bytes:
     raise
   except Exception as e:  # The converter's own errors are many types; one line names it.
     first = (str(e).strip().splitlines() or [""])[0]
-    raise ExportError(f"the TFLite converter failed on {parent_dir!r}: "
-                      f"{type(e).__name__}: {first}") from None
+    raise ExportError(f"{type(e).__name__}: {first}") from None
 
 
 def _image_size(release) -> int:
@@ -173,3 +180,21 @@ def verify_release_deployment(model_dir: str, release, expected: dict, what: str
           "max_abs_diff": diff, "tolerance": verification.TOLERANCE,
           "reference": "the log-softmax of the Slim reference's logits on the probe images",
           "seconds": round(time.monotonic() - start, 3)}
+
+
+def _main(argv: list[str]) -> int:
+  """`python -m exporters.formats.lite PARENT_DIR OUT_FILE`: the converter's process; its
+  error is its stderr's last line."""
+  parent_dir, out_file = argv
+  try:
+    data = tflite_bytes(parent_dir)
+  except ExportError as e:
+    print(e, file=sys.stderr)
+    return 1
+  with open(out_file, "wb") as f:
+    f.write(data)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(_main(sys.argv[1:]))

@@ -52,7 +52,6 @@ import dataclasses
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 from typing import Callable
@@ -143,27 +142,8 @@ def _run_converter(converter: str, parent_dir: str, out_dir: str, timeout_s: flo
   env["CUDA_VISIBLE_DEVICES"] = ""  # The converter runs on the CPU wherever it runs.
   command = [converter, "--input_format=tf_hub", f"--signature_name={SIGNATURE}",
              os.path.abspath(parent_dir), out_dir]
-  _run_tool(command, "the TF.js converter", f"converting {parent_dir!r}",
-            f"on {parent_dir!r}", timeout_s, env=env)
-
-
-def _run_tool(command: list[str], tool: str, doing: str, on: str, timeout_s: float,
-              **kwargs) -> None:
-  """Runs a tool's process; its timeout or failure is one ExportError line naming `tool`."""
-  try:
-    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s,
-                            preexec_fn=child_processes.dying_with_this_process(), **kwargs)
-  except subprocess.TimeoutExpired:
-    raise ExportError(f"{tool} did not finish {doing} within {timeout_s:.0f} s") from None
-  if result.returncode != 0:
-    raise ExportError(f"{tool} failed {on}: "
-                      f"{_last_line(result.stderr) or f'exit status {result.returncode}'}")
-
-
-def _last_line(text: str) -> str:
-  """The converter's own error: the last non-empty line of its stderr (a traceback's last)."""
-  lines = [line.strip() for line in text.splitlines() if line.strip()]
-  return lines[-1] if lines else ""
+  child_processes.run_tool(command, "the TF.js converter", f"converting {parent_dir!r}",
+                           f"on {parent_dir!r}", timeout_s, env=env)
 
 
 def _check_output(out_dir: str) -> tuple[tuple[str, ...], dict]:
@@ -261,8 +241,8 @@ def run_graph_model(model: str, images, backend: str = BACKEND, from_tfhub: bool
     with open(spec_path, "w", encoding="utf-8") as f:
       json.dump(spec, f)
     command = [shutil.which("node") or "node", RUN_SCRIPT, spec_path, out_path]
-    _run_tool(command, f"the TF.js runtime ({backend})", f"running {label}", f"on {label}",
-              timeout_s, cwd=runtime_dir)
+    child_processes.run_tool(command, f"the TF.js runtime ({backend})", f"running {label}",
+                             f"on {label}", timeout_s, cwd=runtime_dir)
     try:
       with open(out_path, encoding="utf-8") as f:
         report = json.load(f)
