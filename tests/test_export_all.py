@@ -1084,3 +1084,27 @@ def test_failed_parent_or_conversion_fails_only_that_deployment(tmp_path, fake_c
     folder = exports / d[key]
     assert not folder.parent.exists() or sorted(os.listdir(folder.parent)) == []
   assert leftovers(exports) == []
+
+
+@pytest.mark.late
+def test_the_deployments_reference_from_a_child_process_is_the_slim_reference(
+    nasnet_mobile_tree):
+  """The deployments' reference outputs come from a child process (TF-Slim keeps its arg
+  scopes on one global stack, so a Slim graph built while another thread of the same
+  process is inside an arg scope can take that scope's arguments: a session tree's TFLite
+  check once saw logits 1.54 away). The child's outputs are the in-process reference's,
+  bit for bit."""
+  import numpy as np
+  from exporters.network import reference
+  model = registry.default().models["nasnet_mobile"]
+  prefix = str(nasnet_mobile_tree.checkpoint_dir / "nasnet_mobile" / "model.ckpt")
+  num_classes = registry.default().publisher.num_classes
+  in_process = reference.SlimReference(model, num_classes, prefix)
+  expected = in_process.expected()
+  in_process.close()
+  from_child = reference.expected_in_child_process(model, num_classes, prefix)
+  assert sorted(from_child) == sorted(expected)
+  for name, value in expected.items():
+    assert np.array_equal(from_child[name], value), name
+  with pytest.raises(ExportError, match=r"^the Slim reference failed on '.*missing': "):
+    reference.expected_in_child_process(model, num_classes, prefix + ".missing")

@@ -66,34 +66,36 @@ def stamp_verified(stamp: stamps.Stamp | None) -> bool:
 
 
 class _SharedReference:
-  """One model's Slim reference for its deployments: built on first use, closed after its
-  last user (each deployment to convert uses it once, whether or not it verifies)."""
+  """One model's Slim reference outputs for its deployments: computed on first use, in a
+  process of its own (reference.expected_in_child_process: TF-Slim's arg scopes are one
+  global stack, so building its graph beside other graph building in this process, as a
+  test session does, could give it another's arguments), dropped after its last user (each
+  deployment to convert uses it once, whether or not it verifies)."""
 
   def __init__(self, model: registry_lib.Model, num_classes: int, checkpoint: pathlib.Path,
                users: int):
     self.model, self.num_classes, self.checkpoint = model, num_classes, checkpoint
     self.users = users
-    self._reference = None
-    self._error = ""  # Why it could not be built or run: not tried again for the next user.
+    self._expected = None
+    self._error = ""  # Why it could not be computed: not tried again for the next user.
 
   def expected(self) -> dict:
     if self._error:
       raise ExportError(self._error)
     try:
-      if self._reference is None:
+      if self._expected is None:
         from exporters.network import reference
-        self._reference = reference.SlimReference(self.model, self.num_classes,
-                                                  str(self.checkpoint))
-      return self._reference.expected(training=False)
+        self._expected = reference.expected_in_child_process(
+            self.model, self.num_classes, str(self.checkpoint))
+      return self._expected
     except ExportError as e:
       self._error = str(e)
       raise
 
   def release(self) -> None:
     self.users -= 1
-    if self.users <= 0 and self._reference is not None:
-      self._reference.close()
-      self._reference = None
+    if self.users <= 0:
+      self._expected = None
 
 
 def plan(config: ExportAllConfig, reg: registry_lib.Registry,

@@ -164,3 +164,52 @@ def _variable_read_by(tensor) -> str:
   if len(found) != 1:
     raise ValueError(f"{tensor.name} reads {sorted(found)}, not one variable")
   return found.pop()
+
+
+# ---- The inference-mode outputs in a process of its own.
+
+def expected_in_child_process(model: Model, num_classes: int, checkpoint_path: str,
+                              timeout_s: float = 1800) -> dict[str, np.ndarray]:
+  """`SlimReference(model, num_classes, checkpoint_path).expected()`, computed by `python -m
+  exporters.network.reference` so that no graph is built in this process; its error is
+  one ExportError line."""
+  import os
+  import sys
+  import tempfile
+  from exporters import child_processes
+  repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  with tempfile.TemporaryDirectory(prefix="slim-reference-") as work:
+    out = os.path.join(work, "expected.npz")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    child_processes.run_tool(
+        [sys.executable, "-m", "exporters.network.reference", model.name, str(num_classes),
+         os.path.abspath(checkpoint_path), out],
+        "the Slim reference", f"computing its outputs on {checkpoint_path!r}",
+        f"on {checkpoint_path!r}",
+        timeout_s, cwd=repo, env=env)
+    with np.load(out) as arrays:
+      return {name: arrays[name] for name in arrays.files}
+
+
+def _main(argv: list[str]) -> int:
+  """`python -m exporters.network.reference MODEL NUM_CLASSES CHECKPOINT OUT_NPZ`."""
+  import sys
+  import registry
+  name, num_classes, checkpoint_path, out = argv
+  reference = None
+  try:
+    reference = SlimReference(registry.default().model(name), int(num_classes),
+                              checkpoint_path)
+    np.savez(out, **reference.expected(training=False))
+  except ExportError as e:
+    print(e, file=sys.stderr)
+    return 1
+  finally:
+    if reference is not None:
+      reference.close()
+  return 0
+
+
+if __name__ == "__main__":
+  import sys
+  sys.exit(_main(sys.argv[1:]))
