@@ -10,10 +10,13 @@ COMPAT_STAMP := $(COMPAT_VENV)/.installed
 TFJS_VENV := .venv-tfjs
 TFJS_PY := $(TFJS_VENV)/bin/python
 TFJS_STAMP := $(TFJS_VENV)/.installed
+METADATA_VENV := .venv-metadata
+METADATA_PY := $(METADATA_VENV)/bin/python
+METADATA_STAMP := $(METADATA_VENV)/.installed
 TFJS_RUNTIME := exporters/tfjs_runtime
 TFJS_RUNTIME_STAMP := $(TFJS_RUNTIME)/node_modules/.installed
 
-.PHONY: install compat-env tfjs-env tfjs-runtime test test-fast export-all docs bench publish publish-local serve clean
+.PHONY: install compat-env tfjs-env metadata-env tfjs-runtime test test-fast export-all docs bench publish publish-local serve clean
 
 install: $(STAMP)
 
@@ -43,6 +46,22 @@ $(TFJS_STAMP): requirements-tfjs.txt requirements-tfjs-nodeps.txt constraints-tf
 	$(TFJS_PY) -m pip install --quiet --no-deps -r requirements-tfjs-nodeps.txt -c constraints-tfjs.txt
 	touch $@
 
+# The TFLite metadata writer (tflite-support) in its own environment: see
+# requirements-metadata.txt. Its native module needs Debian's libusb-1.0-0,
+# installed here when missing (as root, or through sudo).
+metadata-env: $(METADATA_STAMP)
+
+$(METADATA_STAMP): requirements-metadata.txt requirements-metadata-nodeps.txt constraints-metadata.txt
+	@ldconfig -p | grep -q 'libusb-1.0.so.0 ' || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get install -y -q libusb-1.0-0 >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q libusb-1.0-0 >/dev/null; }; }
+	$(PYTHON_BOOT) -m venv $(METADATA_VENV)
+	$(METADATA_PY) -m pip install --quiet --upgrade pip
+	$(METADATA_PY) -m pip install --quiet -r requirements-metadata.txt -c constraints-metadata.txt
+	$(METADATA_PY) -m pip install --quiet --no-deps -r requirements-metadata-nodeps.txt -c constraints-metadata.txt
+	touch $@
+
 # The real TF.js runtime (Node.js; the WebAssembly backend, its binaries inside
 # the npm package, and the pure-JS CPU backend) that export-all verifies each
 # TF.js deployment in and the TF.js tests load them with.
@@ -54,7 +73,7 @@ $(TFJS_RUNTIME_STAMP): $(TFJS_RUNTIME)/package.json $(TFJS_RUNTIME)/package-lock
 
 # The full suite, including the `compat` tests that run the real hub.Module
 # in the second environment.
-test: install compat-env tfjs-env tfjs-runtime
+test: install compat-env tfjs-env metadata-env tfjs-runtime
 	$(PY) -m pytest -q tests
 
 test-fast: install
@@ -72,7 +91,7 @@ test-fast: install
 EXPORT_DIR ?= exports
 EXPORT_FLAGS ?=
 MIRROR ?=
-export-all: install tfjs-env $(if $(shell command -v npm),tfjs-runtime)
+export-all: install tfjs-env metadata-env $(if $(shell command -v npm),tfjs-runtime)
 	@$(PY) -m exporters.export_all --export_dir=$(EXPORT_DIR) $(if $(MIRROR),--mirror=$(MIRROR)) $(EXPORT_FLAGS)
 
 # Publishes the export tree (archives, cards, manifests) to PUBLISH_DEST, a
@@ -108,4 +127,4 @@ bench: install
 	$(PY) -m bench $(BENCH_FLAGS)
 
 clean:
-	rm -rf $(VENV) $(COMPAT_VENV) $(TFJS_VENV) $(TFJS_RUNTIME)/node_modules build *.egg-info
+	rm -rf $(VENV) $(COMPAT_VENV) $(TFJS_VENV) $(METADATA_VENV) $(TFJS_RUNTIME)/node_modules build *.egg-info

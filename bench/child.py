@@ -78,19 +78,20 @@ def run_inference(task: dict) -> dict:
   for batch_size in task["batch_sizes"]:
     images = rng.uniform(0.0, 1.0, (batch_size, *model.input_shape[1:])).astype(
         np.float32)
-    inputs = {w.name: w.prepare(images) for w in loaded}
+    active = [w for w in loaded if w.batch_size in (None, batch_size)]
+    inputs = {w.name: w.prepare(images) for w in active}
     outputs, first_call = {}, {}
-    for w in loaded:
+    for w in active:
       for _ in range(max(1, task["warmup"])):
         start = time.perf_counter()
         outputs[w.name] = w.run(inputs[w.name])
         first_call[w.name] = time.perf_counter() - start
     pace = first_call.get(workloads_lib.SLIM, statistics.median(first_call.values()))
     calls = max(1, int(round(task["min_run_seconds"] / max(pace, 1e-6))))
-    runs = {w.name: {"throughput": [], "latency_ms": []} for w in loaded}
+    runs = {w.name: {"throughput": [], "latency_ms": []} for w in active}
     for round_index in range(task["repeats"]):
-      shift = round_index % len(loaded)
-      for w in loaded[shift:] + loaded[:shift]:
+      shift = round_index % len(active)
+      for w in active[shift:] + active[:shift]:
         times = []
         for _ in range(calls):
           start = time.perf_counter()
@@ -99,9 +100,12 @@ def run_inference(task: dict) -> dict:
         runs[w.name]["throughput"].append(calls * batch_size / sum(times))
         runs[w.name]["latency_ms"].append(1000.0 * statistics.median(times))
     reference = outputs.get(workloads_lib.SLIM)
-    for w in loaded:
+    for w in active:
       diff = None
-      if reference is not None and w.name in workloads_lib.EXPORTED + (workloads_lib.SLIM,):
+      if reference is not None and w.log_probabilities:  # Against the log-softmax.
+        from exporters import verification
+        diff = float(np.max(np.abs(outputs[w.name] - verification.log_softmax(reference))))
+      elif reference is not None and w.name in workloads_lib.EXPORTED + (workloads_lib.SLIM,):
         diff = float(np.max(np.abs(outputs[w.name] - reference)))
       results.append({
           "workload": w.name, "batch_size": batch_size, "calls_per_run": calls,

@@ -20,7 +20,10 @@ SAVED_MODEL = "saved_model"
 KERAS_LAYER = "hub_keras_layer"
 HUB_V3 = "hub_v3"
 KERAS_APPLICATIONS = "keras_applications"
-ALL = (SLIM, SAVED_MODEL, KERAS_LAYER, HUB_V3, KERAS_APPLICATIONS)
+LITERT = "tflite_litert"
+ALL = (SLIM, SAVED_MODEL, KERAS_LAYER, HUB_V3, KERAS_APPLICATIONS, LITERT)
+# The workloads of the hub's releases (the TFLite model, a deployment, is timed beside them
+# but not held to the releases' targets).
 EXPORTED = (SAVED_MODEL, KERAS_LAYER, HUB_V3)
 # What each workload is, for the report.
 DESCRIPTIONS = {
@@ -30,10 +33,12 @@ DESCRIPTIONS = {
     HUB_V3: "version 3 TF1 Hub export, hub.load(tags=[]).signatures['default']",
     KERAS_APPLICATIONS: "tf_keras.applications (weights=None) in a tf.function with a fixed "
                         "input signature",
+    LITERT: "the TFLite deployment (converted from the version 5 export at load), LiteRT's "
+            "interpreter, batch 1 only",
 }
 # The export format each exported workload loads (registry format names).
 FORMAT_OF = {SAVED_MODEL: SAVED_MODEL_2_FORMAT, KERAS_LAYER: SAVED_MODEL_2_FORMAT,
-             HUB_V3: TF1_HUB_FORMAT}
+             HUB_V3: TF1_HUB_FORMAT, LITERT: SAVED_MODEL_2_FORMAT}
 # The tf_keras.applications model a user would pick instead, where there is one.
 KERAS_APPLICATION_FOR_MODEL = {
     "nasnet_mobile": "NASNetMobile",
@@ -48,6 +53,8 @@ class Workload:
   prepare: Callable[[np.ndarray], Any]
   load_seconds: float = 0.0
   close: Callable[[], None] = lambda: None
+  batch_size: int | None = None  # The one batch size it takes; None: any.
+  log_probabilities: bool = False  # run() gives log-probabilities, not logits.
 
 
 def _as_tensor(images: np.ndarray):
@@ -111,6 +118,28 @@ def keras_applications(model) -> Workload:
   return Workload(KERAS_APPLICATIONS, lambda x: predict(x).numpy(), prepare=_as_tensor)
 
 
+def tflite_litert(export_dir: str) -> Workload:
+  """The TFLite deployment of the export, converted into a temporary folder at load (its
+  converter process is part of the load time), run by LiteRT at batch 1."""
+  import shutil
+  import tempfile
+
+  from exporters.formats import lite
+  folder = tempfile.mkdtemp(prefix="bench-lite-")
+  lite.convert(export_dir, f"{folder}/model")
+  interpreter = lite.interpreter(f"{folder}/model/{lite.MODEL_FILE}")
+  [given], [output] = interpreter.get_input_details(), interpreter.get_output_details()
+
+  def run(images):
+    interpreter.set_tensor(given["index"], images)
+    interpreter.invoke()
+    return np.log(interpreter.get_tensor(output["index"]))
+  # The deployment takes [-1, 1] pixels, as its users normalize them.
+  return Workload(LITERT, run, prepare=lambda x: (2.0 * x - 1.0).astype(np.float32),
+                  close=lambda: shutil.rmtree(folder, ignore_errors=True), batch_size=1,
+                  log_probabilities=True)
+
+
 def load(name: str, model, checkpoint_path: str, exports: dict[str, str]) -> Workload:
   """Loads workload `name`; `exports` maps an export format to the export's dir."""
   start = time.monotonic()
@@ -124,6 +153,8 @@ def load(name: str, model, checkpoint_path: str, exports: dict[str, str]) -> Wor
     workload = hub_v3(exports[FORMAT_OF[name]])
   elif name == KERAS_APPLICATIONS:
     workload = keras_applications(model)
+  elif name == LITERT:
+    workload = tflite_litert(exports[FORMAT_OF[name]])
   else:
     raise ValueError(f"unknown workload {name!r}; known: {', '.join(ALL)}")
   workload.load_seconds = time.monotonic() - start
@@ -131,7 +162,11 @@ def load(name: str, model, checkpoint_path: str, exports: dict[str, str]) -> Wor
 
 
 def applies(name: str, model_name: str) -> bool:
-  """keras.applications has NASNet-A only."""
+  """keras.applications has NASNet-A only, and so has the hub's TFLite deployments."""
+  if name == LITERT:
+    import registry
+    return any(d.parent.model.name == model_name
+               for d in registry.default().deployments(kind="lite"))
   return name != KERAS_APPLICATIONS or model_name in KERAS_APPLICATION_FOR_MODEL
 
 

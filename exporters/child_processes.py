@@ -42,9 +42,10 @@ def dying_with_this_process() -> Callable[[], None]:
 
 
 def run_tool(command: list[str], tool: str, doing: str, on: str, timeout_s: float,
-             **kwargs) -> None:
-  """Runs a tool's process, dying with this one; its timeout or failure is one ExportError
-  line naming `tool` (the failure's: the last line of the tool's stderr)."""
+             **kwargs) -> str:
+  """Runs a tool's process, dying with this one; returns its stdout. Its timeout or
+  failure is one ExportError line naming `tool` (the failure's: the last line of the
+  tool's stderr)."""
   from exporters.errors import ExportError
   try:
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s,
@@ -54,6 +55,7 @@ def run_tool(command: list[str], tool: str, doing: str, on: str, timeout_s: floa
   if result.returncode != 0:
     raise ExportError(f"{tool} failed {on}: "
                       f"{_last_line(result.stderr) or f'exit status {result.returncode}'}")
+  return result.stdout
 
 
 def _last_line(text: str) -> str:

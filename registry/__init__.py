@@ -235,6 +235,8 @@ class Registry:
   deployment_tables: dict[str, dict] = dataclasses.field(default_factory=dict)
   # [placeholders.<model>]: the parent pages of deployments that name no release.
   placeholders: dict[str, Placeholder] = dataclasses.field(default_factory=dict)
+  # [publisher_pages.<publisher>]: each publisher's page (<publisher>/<publisher>.md).
+  publisher_pages: dict[str, dict] = dataclasses.field(default_factory=dict)
 
   def deployments(self, models=None, module_types=None, versions=None,
                   kind: str | None = None) -> list[Deployment]:
@@ -247,22 +249,23 @@ class Registry:
       own = {k: v for k, v in table.items()
              if k not in (*_DEPLOYMENT_FIELDS, *_OPTIONAL_DEPLOYMENT_FIELDS)}
       found += [Deployment(name=name, kind=table["kind"], parent=r, version=table["version"],
-                           variant=table["variant"], handle_segment=table["handle_segment"],
-                           extra=own,
+                           variant=variant, handle_segment=table["handle_segment"],
+                           extra={**own, **table.get("by_variant", {}).get(variant, {})},
                            placeholder=(self.placeholders[r.model.name]
                                         if table.get("parent_model") == "placeholder" else None))
+                for variant in table["variants"]
                 for r in self.releases(models, module_types, versions)
                 if r.model.name in table["models"] and r.version.tfhub_published
                 and r.version.number in table["parent_versions"]
                 and r.module_type in table.get("module_types", MODULE_TYPES)]
     return found
 
-  def deployment(self, release: Release, kind: str) -> Deployment:
-    """`release`'s deployment of `kind`; RegistryError when it has none."""
+  def deployment(self, release: Release, kind: str, variant: str = "default") -> Deployment:
+    """`release`'s deployment of `kind` and `variant`; RegistryError when it has none."""
     for deployment in self.deployments(models=[release.model.name],
                                        module_types=[release.module_type],
                                        versions=[release.version.number], kind=kind):
-      if deployment.parent.version == release.version:
+      if deployment.parent.version == release.version and deployment.variant == variant:
         return deployment
     having = ", ".join(d.parent.handle_with_version for d in self.deployments(kind=kind))
     raise RegistryError(f"{release.handle_with_version} has no {kind} deployment; the "
@@ -274,8 +277,18 @@ class Registry:
 
   @property
   def publisher_names(self) -> list[str]:
-    """The first segment of every handle, in registry order."""
+    """The first segment of every release's handle, in registry order."""
     return list(dict.fromkeys(v.publisher for v in self.all_versions()))
+
+  @property
+  def page_publishers(self) -> list[str]:
+    """Every publisher a card is filed under: the releases', then the placeholders'."""
+    return list(dict.fromkeys([*self.publisher_names,
+                               *(p.handle.split("/")[0] for p in self.placeholders.values())]))
+
+  def placeholder_children(self, placeholder: Placeholder) -> list[Deployment]:
+    """The deployments whose parent page is `placeholder`."""
+    return [d for d in self.deployments() if d.placeholder == placeholder]
 
   def publisher_of(self, version: Version) -> dict:
     """The [publishers] entry whose name `version` is published under."""
@@ -384,12 +397,15 @@ _VERSION_FIELDS = ({f.name for f in dataclasses.fields(Version)}
 _FOLLOWED_FIELDS = _VERSION_FIELDS - {"models"}
 _OWN_CARD_FIELDS = ("changelog",)  # card_quirks belong to the followed version's models.
 _PUBLISHER_ROLES = ("tfhub", "unpublished")
+# What every [publisher_pages] table states (the icon is optional).
+PUBLISHER_PAGE_FIELDS = ("display_name", "heading", "about")
 # A [deployments.<name>] table's own facts; its other fields are card fields.
-_DEPLOYMENT_FIELDS = ("kind", "models", "parent_versions", "handle_segment", "variant",
+_DEPLOYMENT_FIELDS = ("kind", "models", "parent_versions", "handle_segment", "variants",
                       "version")
 # module_types: which of the parent's module types (default: both); parent_model:
-# "placeholder" when the hub names the model's placeholder as the parent, not the release.
-_OPTIONAL_DEPLOYMENT_FIELDS = ("module_types", "parent_model")
+# "placeholder" when the hub names the model's placeholder as the parent, not the release;
+# by_variant: the card fields of one variant (by_variant.<variant>.<field>).
+_OPTIONAL_DEPLOYMENT_FIELDS = ("module_types", "parent_model", "by_variant")
 
 
 def _typed(where: str, entry, record: type, fields) -> dict:
@@ -498,15 +514,20 @@ def from_dict(data: dict) -> Registry:
   return Registry(publisher=publisher, models=models, versions=versions, cards=cards,
                   papers=papers, families=families, card_schemas=card_schemas,
                   publishers=publishers, unpublished_versions=unpublished_versions,
-                  deployment_tables=deployment_tables, placeholders=placeholders)
+                  deployment_tables=deployment_tables, placeholders=placeholders,
+                  publisher_pages=_publisher_pages(data.get("publisher_pages", {})))
 
 
 def _placeholders(data, models: dict[str, Model]) -> dict[str, Placeholder]:
-  """[placeholders.<model>]: a known model, a handle of segments and a version."""
+  """[placeholders.<model>]: a known model, a handle of segments and a version; the
+  [placeholders] table's own fields are every placeholder's card fields."""
   if not isinstance(data, dict):
     raise RegistryError(f"registry [placeholders] must be a table, not {data!r}")
   found = {}
+  shared = {k: v for k, v in data.items() if not isinstance(v, dict)}
   for name, entry in data.items():
+    if name in shared:
+      continue
     where = f"registry [placeholders.{name}]"
     if name not in models:
       raise RegistryError(f"{where} names an unknown model")
@@ -521,9 +542,26 @@ def _placeholders(data, models: dict[str, Model]) -> dict[str, Placeholder]:
                           f"{entry.get('version')!r}")
     found[name] = Placeholder(model=models[name], handle=entry["handle"],
                               version=entry["version"],
-                              extra={k: v for k, v in entry.items()
-                                     if k not in ("handle", "version")})
+                              extra={**shared, **{k: v for k, v in entry.items()
+                                                  if k not in ("handle", "version")}})
   return found
+
+
+def _publisher_pages(data) -> dict[str, dict]:
+  """[publisher_pages.<publisher>]: a publisher page's fields, each a non-empty text."""
+  if not isinstance(data, dict):
+    raise RegistryError(f"registry [publisher_pages] must be a table, not {data!r}")
+  for name, page in data.items():
+    where = f"registry [publisher_pages.{name}]"
+    if not _PUBLISHER_NAME.fullmatch(name):
+      raise RegistryError(f"{where}: {name!r} is not a publisher name (a handle segment)")
+    if not isinstance(page, dict) or not all(isinstance(v, str) and v.strip()
+                                             for v in page.values()):
+      raise RegistryError(f"{where} must be a table of non-empty texts")
+    for field in PUBLISHER_PAGE_FIELDS:
+      if field not in page:
+        raise RegistryError(f"{where} lacks {field!r}")
+  return {name: dict(page) for name, page in data.items()}
 
 
 def _deployment_table(name: str, data, versions: dict[int, Version],
@@ -560,9 +598,22 @@ def _deployment_table(name: str, data, versions: dict[int, Version],
     lacking = [m for m in data["models"] if m not in version.models]
     if lacking:
       raise RegistryError(f"{where}: {lacking} have no version {number}")
-  if not _PUBLISHER_NAME.fullmatch(str(data["handle_segment"])) or not _PUBLISHER_NAME.fullmatch(
-      str(data["variant"])):
-    raise RegistryError(f"{where} handle_segment and variant must be handle segments")
+  variants = data["variants"]
+  if (not _PUBLISHER_NAME.fullmatch(str(data["handle_segment"])) or not isinstance(variants, list)
+      or not variants or len(set(map(str, variants))) != len(variants)
+      or not all(isinstance(v, str) and _PUBLISHER_NAME.fullmatch(v) for v in variants)):
+    raise RegistryError(f"{where}: handle_segment must be a handle segment and variants a "
+                        f"list of distinct handle segments")
+  by_variant = data.get("by_variant", {})
+  if (not isinstance(by_variant, dict) or not set(by_variant) <= set(variants)
+      or not all(isinstance(v, dict) for v in by_variant.values())):
+    raise RegistryError(f"{where}: by_variant must hold one table of card fields per variant "
+                        f"of {variants}, not {by_variant!r}")
+  for variant, fields in by_variant.items():
+    twice = sorted(fields.keys() & data.keys())
+    if twice:
+      raise RegistryError(f"{where} states {twice} for every variant and in "
+                          f"by_variant.{variant}: state each in one place")
   module_types = data.get("module_types", list(MODULE_TYPES))
   if (not isinstance(module_types, list) or not module_types
       or any(t not in MODULE_TYPES for t in module_types)):

@@ -449,8 +449,9 @@ def test_tiny_run_with_exports_and_export_all(bench_runs):
     assert row["throughput"]["median"] > 0, row["workload"]
     if row["workload"] != workloads_lib.SLIM:
       assert row["ratio_to_slim"]["median"] > 0, row["workload"]
-    if row["workload"] in workloads_lib.EXPORTED:
-      assert row["max_abs_diff_vs_slim"] < 1e-4
+    if row["workload"] in workloads_lib.EXPORTED + (workloads_lib.LITERT,):
+      # The TFLite model's log-probabilities against the log-softmax of the Slim logits.
+      assert row["max_abs_diff_vs_slim"] < 1e-4, row["workload"]
   run = results["export_all"]["runs"][0]
   assert run["jobs"] == 1 and run["timed_out"] and run["exports_planned"] == len(MEASURED_HANDLES)
   assert results["export_all"]["floor_seconds"] > 0

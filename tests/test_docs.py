@@ -19,6 +19,10 @@ from exporters.errors import ExportError
 REFERENCE_DOCS = SHARED / "reference-docs"
 RELEASES = list(registry.default().releases())
 DEPLOYMENTS = registry.default().deployments()
+# The docs tree's pages besides the release and deployment cards: the placeholder models'
+# cards and every publisher's page.
+PAGES = ([str(docs_lib.placeholder_card_path(p)) for p in registry.default().placeholders.values()]
+         + [str(docs_lib.publisher_page_path(p)) for p in registry.default().page_publishers])
 TFJS_DEPLOYMENTS = registry.default().deployments(kind="tfjs")
 # The models and versions ../shared/reference-docs holds every published card of.
 REFERENCE_MODELS = ("nasnet_mobile", "pnasnet_large")
@@ -116,7 +120,8 @@ def test_every_card_passes_the_validator(cards, release):
 
 def test_one_card_per_published_release(cards):
   assert sorted(cards) == sorted([str(docs_lib.card_path(r)) for r in RELEASES]
-                                 + [str(docs_lib.deployment_card_path(d)) for d in DEPLOYMENTS])
+                                 + [str(docs_lib.deployment_card_path(d)) for d in DEPLOYMENTS]
+                                 + PAGES)
 
 
 def test_committed_docs_match_a_fresh_generation():
@@ -158,7 +163,7 @@ FIELD_EDITS = {
     "training_source": (_set(["families", "pnasnet", "training_source", "name"], "PNASNet's models"),
                         "[PNASNet's models]", lambda path: "/pnasnet_" in path),
     "paper": (_set(["papers", "nasnet", "year"], 2018), "), 2018.",
-              lambda path: "/lite/" not in path),
+              lambda path: "/lite/" not in path and path.count("/") > 1),
     "changelog": (_set(["versions", "2", "changelog"], ["Fixed UPDATE_OPS."]), "  * Fixed UPDATE_OPS.",
                   lambda path: "/pnasnet_large/" in path and not path.endswith("/1.md")),
     "num_classes": (_set(["publisher", "num_classes"], 1002), "= 1002",
@@ -243,7 +248,8 @@ def test_an_invalid_card_stops_the_run_before_anything_is_written(tmp_path):
 def test_run_writes_checks_and_prunes(tmp_path):
   config = docs_lib.DocsConfig(output_dir=tmp_path)
   first = docs_lib.run(config)
-  assert len(first.changed) == len(RELEASES) + len(DEPLOYMENTS) and not first.removed
+  assert len(first.changed) == len(RELEASES) + len(DEPLOYMENTS) + len(PAGES)
+  assert not first.removed
   assert docs_lib.run(config).up_to_date
   card = tmp_path / "google/models/imagenet/nasnet_large/feature_vector/5.md"
   card.write_text("edited\n")
@@ -284,7 +290,9 @@ def test_cli_check_exits_non_zero_until_generated(tmp_path):
                  "--versions=4", "--title_style=zwnj")
   assert written.returncode == 0, written.stderr
   card = tmp_path / "google/models/imagenet/nasnet_mobile/classification/4.md"
-  assert [p.relative_to(tmp_path) for p in tmp_path.rglob("*.md")] == [card.relative_to(tmp_path)]
+  # The one card, and the page of the publisher it is filed under.
+  assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.md")) == [
+      "google/google.md", card.relative_to(tmp_path).as_posix()]
   assert card.read_text().startswith("# Module google/&zwnj;imagenet/")
 
 
@@ -435,7 +443,7 @@ def cards_by_schema():
 @pytest.mark.parametrize("schema", CARD_SCHEMAS)
 def test_every_card_hashes_to_the_one_tfhub_dev_published_in_its_schema(cards_by_schema, schema):
   expected = _hub_hashes(schema)
-  assert len(expected) == 32
+  assert len(expected) == 38
   generated = {path: hashlib.sha256(text.encode("utf-8")).hexdigest()
                for path, text in cards_by_schema[schema].items() if path in expected}
   assert sorted(generated) == sorted(expected), "a card tfhub.dev published was not generated"
@@ -465,8 +473,12 @@ def test_2021_06_cards_differ_from_2021_04_only_in_three_metadata_lines(cards_by
   assert sorted(old) == sorted(new)
   for path in old:
     old_lines, new_lines = old[path].split("\n"), new[path].split("\n")
-    if "/tfjs/" in path:  # A TF.js card's metadata has no schema-dependent line.
+    if "/tfjs/" in path or path.count("/") == 1:  # TF.js cards, publisher pages.
       assert old[path] == new[path], path
+      continue
+    if path.startswith("tensorflow/models/nasnet/") and path.count("/") == 4:  # Placeholders.
+      assert [(a, b) for a, b in zip(old_lines, new_lines) if a != b] == [
+          ("<!-- module-type: image-classification -->", "<!-- task: image-classification -->")]
       continue
     if "/lite/" in path:  # Only the model list link (2022-05-09), in the final state.
       changed = [(a, b) for a, b in zip(old_lines, new_lines) if a != b]
@@ -563,7 +575,7 @@ def test_cli_writes_either_schema_and_rejects_an_unknown_one(tmp_path):
   expected = _hub_hashes("2021-06")
   written = _cli(f"--output_dir={tmp_path}", "--card_schema=2021-06")
   assert written.returncode == 0, written.stderr
-  num_cards = len(RELEASES) + len(DEPLOYMENTS)
+  num_cards = len(RELEASES) + len(DEPLOYMENTS) + len(PAGES)
   assert f"{num_cards} cards validated (card schema 2021-06)" in written.stdout
   for path, digest in expected.items():
     assert hashlib.sha256((tmp_path / path).read_bytes()).hexdigest() == digest, path
@@ -571,7 +583,8 @@ def test_cli_writes_either_schema_and_rejects_an_unknown_one(tmp_path):
   assert stale.returncode == 1
   assert len([line for line in stale.stdout.splitlines()
               if line.startswith("would write")]) == len(RELEASES) + len(
-                  LITE_CARD_PATHS)  # TF.js cards: the same in both schemas.
+                  LITE_CARD_PATHS) + len(registry.default().placeholders)  # TF.js cards
+  # and publisher pages: the same in both schemas.
   unknown = _cli(f"--output_dir={tmp_path / 'other'}", "--card_schema=2021-05")
   assert unknown.returncode == 2
   assert unknown.stderr.strip().splitlines() == [
@@ -635,9 +648,16 @@ def test_pnasnet_mobile_cards_follow_the_published_versions_they_name(cards):
 
 
 def test_the_unpublished_publisher_is_one_registry_edit():
+  """Its name and URL, and the name of its publisher page's table."""
   data = _registry_data()
   data["publishers"]["unpublished"].update(name="acme-ml", hub_url="https://models.example/")
+  with pytest.raises(registry.RegistryError, match=r"^registry has no \[publisher_pages.acme-ml\], "
+                                                   r"and cards are filed under 'acme-ml'"):
+    _render_all(data)
+  data["publisher_pages"]["acme-ml"] = data["publisher_pages"].pop("local")
   cards = _render_all(data)
+  assert cards["acme-ml/acme-ml.md"].startswith("# Publisher acme-ml\n")
+  assert "local/local.md" not in cards
   own = [p for p in cards if "/pnasnet_mobile/" in p]
   assert len(own) == 4 and all(p.startswith("acme-ml/models/imagenet/") for p in own)
   text = cards["acme-ml/models/imagenet/pnasnet_mobile/feature_vector/2.md"]
@@ -714,15 +734,16 @@ def test_tfjs_cards_follow_the_registry():
     registry.from_dict(data)
 
 
-# --- TFLite deployments ([deployments.lite_default]): the Java Interpreter cards. ---
+# --- TFLite deployments ([deployments.lite]): the Java Interpreter cards. ---
 
-LITE_CARD_PATHS = [f"tensorflow/models/nasnet/{size}/1/default/lite/1.md"
-                   for size in ("mobile", "large")]
+LITE_CARD_PATHS = [f"tensorflow/models/nasnet/{size}/1/{variant}/lite/1.md"
+                   for size in ("mobile", "large") for variant in ("default", "metadata")]
 
 
 @pytest.mark.parametrize("schema", CARD_SCHEMAS)
-def test_the_two_lite_cards_hash_to_the_published_ones(cards_by_schema, schema):
-  """Byte for byte in both states, which differ in the model list link (2022-05-09)."""
+def test_the_four_lite_cards_hash_to_the_published_ones(cards_by_schema, schema):
+  """Byte for byte in both states, which differ in the model list link (2022-05-09); the
+  metadata variant's card in its description's note."""
   expected = {p: h for p, h in _hub_hashes(schema).items() if "/lite/" in p}
   assert sorted(expected) == sorted(LITE_CARD_PATHS)
   lite = registry.default().deployments(kind="lite")
@@ -736,6 +757,8 @@ def test_the_two_lite_cards_hash_to_the_published_ones(cards_by_schema, schema):
     assert text.splitlines()[0] == f"# Lite {deployment.card_handle}"
     size = deployment.parent.model.image_size
     assert f"final int IMAGE_SIZE_X = {size};" in text
+    assert ("This model contains both TFLite model metadata and the label file." in text) == (
+        deployment.variant == "metadata")
 
 
 @pytest.mark.parametrize("breakage, problem", [
@@ -749,8 +772,102 @@ def test_the_two_lite_cards_hash_to_the_published_ones(cards_by_schema, schema):
      "metadata parent-model 'tensorflow/nasnet/large/1' is not the title's parent"),
 ])
 def test_lite_validator_names_each_broken_rule(breakage, problem):
-  [mobile, _] = registry.default().deployments(kind="lite")
+  [mobile] = [d for d in registry.default().deployments(models=["nasnet_mobile"], kind="lite")
+              if d.variant == "default"]
   card = docs_lib.render_deployment_card(mobile)
   assert card_validator.validate_deployment(card, "lite") == []
   problems = card_validator.validate_deployment(breakage(card), "lite")
   assert any(p.startswith(problem) for p in problems), problems
+
+
+# --- Placeholder model pages and publisher pages: the rest of a docs tree the hub accepts. ---
+
+PLACEHOLDER_CARD_PATHS = ["tensorflow/models/nasnet/mobile/1.md",
+                          "tensorflow/models/nasnet/large/1.md"]
+PUBLISHER_PAGE_PATHS = ["google/google.md", "tensorflow/tensorflow.md"]
+
+
+@pytest.mark.parametrize("schema", CARD_SCHEMAS)
+def test_the_placeholder_cards_and_publisher_pages_hash_to_the_published_ones(cards_by_schema,
+                                                                             schema):
+  expected = {p: h for p, h in _hub_hashes(schema).items()
+              if p in PLACEHOLDER_CARD_PATHS + PUBLISHER_PAGE_PATHS}
+  assert sorted(expected) == sorted(PLACEHOLDER_CARD_PATHS + PUBLISHER_PAGE_PATHS)
+  for path, digest in expected.items():
+    text = cards_by_schema[schema][path]
+    assert hashlib.sha256(text.encode("utf-8")).hexdigest() == digest, path
+  for placeholder in registry.default().placeholders.values():
+    text = cards_by_schema[schema][str(docs_lib.placeholder_card_path(placeholder))]
+    assert card_validator.validate_placeholder(text, placeholder.handle_with_version,
+                                               _schema(schema)) == []
+    task = "module-type" if schema == "2021-04" else "task"
+    assert f"<!-- {task}: image-classification -->" in text.splitlines()
+
+
+def test_the_unpublished_publisher_has_a_page_of_its_own(cards):
+  name = registry.default().publishers["unpublished"]["name"]
+  text = cards[f"{name}/{name}.md"]
+  assert card_validator.validate_publisher_page(text, name) == []
+  assert text.startswith(f"# Publisher {name}\nLocal\n\n## Releases TF Hub never published\n")
+  assert "Icon URL" not in text
+
+
+@pytest.mark.parametrize("breakage, problem", [
+    (lambda t: t.replace("# Placeholder ", "# Module "), "line 1 must read '# Placeholder "),
+    (lambda t: t.replace("-->", "-->\n<!-- parent-model: tensorflow/nasnet/large/1 -->", 1),
+     "metadata 'parent-model' belongs on a deployment's card"),
+    (lambda t: t.replace("<!-- module-type: image-classification -->\n", ""),
+     "metadata lacks required key 'module-type'"),
+    (lambda t: t.replace("## References", "## Papers"),
+     "a placeholder card has the sections Overview, References in this order, got Overview, Papers"),
+    (lambda t: t.replace("Image classification model based on NASNet-A.", ""),
+     "line 2 must be a one-line description"),
+])
+def test_placeholder_validator_names_each_broken_rule(breakage, problem):
+  placeholder = registry.default().placeholders["nasnet_mobile"]
+  card = docs_lib.render_placeholder_card(placeholder, registry.default())
+  assert card_validator.validate_placeholder(card, "tensorflow/nasnet/mobile/1") == []
+  problems = card_validator.validate_placeholder(breakage(card), "tensorflow/nasnet/mobile/1")
+  assert any(p.startswith(problem) for p in problems), problems
+
+
+@pytest.mark.parametrize("breakage, problem", [
+    (lambda t: t.replace("# Publisher google", "# Publisher tensorflow"),
+     "line 1 names publisher 'tensorflow', but the page is 'google''s"),
+    (lambda t: t.replace("\nGoogle\n", "\n\n"), "line 2 must be the publisher's display name"),
+    (lambda t: t.replace("[![Icon URL]]", "[Icon]"), "line 4: only an icon line"),
+    (lambda t: t.replace("## [ai.google]", "[ai.google]"), "the page has no '## ' section"),
+])
+def test_publisher_page_validator_names_each_broken_rule(breakage, problem):
+  page = docs_lib.render_publisher_page("google", registry.default())
+  assert card_validator.validate_publisher_page(page, "google") == []
+  problems = card_validator.validate_publisher_page(breakage(page), "google")
+  assert any(p.startswith(problem) for p in problems), problems
+
+
+def test_the_tree_rules_need_every_publisher_page_and_every_deployment_parent(cards):
+  """The generated tree passes; without a publisher's page, or a deployment parent's card,
+  the tree check names what is missing (tfhub.dev's validator refuses both)."""
+  assert card_validator.validate_tree(cards) == []
+  without_page = {p: t for p, t in cards.items() if p != "local/local.md"}
+  assert card_validator.validate_tree(without_page) == [
+      "local/: the publisher has no page local/local.md"]
+  without_parent = {p: t for p, t in cards.items()
+                    if p != "tensorflow/models/nasnet/large/1.md"}
+  assert card_validator.validate_tree(without_parent) == [
+      f"tensorflow/models/nasnet/large/1/{variant}/lite/1.md: its parent-model "
+      f"'tensorflow/nasnet/large/1' has no card tensorflow/models/nasnet/large/1.md in the tree"
+      for variant in ("default", "metadata")]
+  tfjs = "google/models/imagenet/nasnet_mobile/classification/1.md"
+  assert card_validator.validate_tree({p: t for p, t in cards.items() if p != tfjs}) == [
+      "google/models/imagenet/nasnet_mobile/classification/1/default/tfjs/1.md: its "
+      "parent-model 'google/imagenet/nasnet_mobile/classification/1' has no card "
+      f"{tfjs} in the tree"]
+
+
+def test_a_publisher_without_a_page_stops_make_docs_naming_it(tmp_path):
+  data = _registry_data()
+  del data["publisher_pages"]["tensorflow"]
+  with pytest.raises(registry.RegistryError, match=r"no \[publisher_pages.tensorflow\]"):
+    docs_lib.run(docs_lib.DocsConfig(output_dir=tmp_path), registry.from_dict(data))
+  assert list(tmp_path.iterdir()) == []

@@ -158,10 +158,29 @@ def test_bad_registry_files_are_rejected(registry_data, edit, message):
      r"registry unpublished version 1: models must be a list of texts, not 'pnasnet_mobile'"),
     (lambda d: d["deployments"]["tfjs"].update(models="nasnet_mobile"),
      r"registry \[deployments.tfjs\]: models must be a list of texts, not 'nasnet_mobile'"),
+    (lambda d: d["deployments"]["lite"].update(variants="metadata"),
+     r"registry \[deployments.lite\]: handle_segment must be a handle segment and variants a "
+     r"list of distinct handle segments"),
+    (lambda d: d["deployments"]["lite"].update(variants=["default", "default"]),
+     r"variants a list of distinct handle segments"),
+    (lambda d: d["deployments"]["lite"]["by_variant"].update(quantized={"x": "y"}),
+     r"registry \[deployments.lite\]: by_variant must hold one table of card fields per "
+     r"variant of \['default', 'metadata'\]"),
+    (lambda d: d["deployments"]["lite"]["by_variant"]["metadata"].update(asset_path="x"),
+     r"registry \[deployments.lite\] states \['asset_path'\] for every variant and in "
+     r"by_variant.metadata: state each in one place"),
+    (lambda d: d["publisher_pages"]["google"].pop("about"),
+     r"registry \[publisher_pages.google\] lacks 'about'"),
+    (lambda d: d["publisher_pages"]["tensorflow"].update(heading=""),
+     r"registry \[publisher_pages.tensorflow\] must be a table of non-empty texts"),
+    (lambda d: d["publisher_pages"].update({"Acme ML": d["publisher_pages"]["local"]}),
+     r"registry \[publisher_pages.Acme ML\]: 'Acme ML' is not a publisher name"),
 ], ids=["num-classes-text", "num-classes-bool", "no-publisher", "publisher-field-missing",
         "num-cells-text", "image-size-negative", "display-name-empty", "model-not-a-table",
         "version-models-text", "momentum-text", "momentum-out-of-range", "flag-text",
-        "version-not-a-number", "unpublished-models-text", "tfjs-models-text"])
+        "version-not-a-number", "unpublished-models-text", "tfjs-models-text",
+        "variants-text", "variants-twice", "by-variant-unknown", "by-variant-restates",
+        "page-lacks-about", "page-empty-field", "page-bad-name"])
 def test_hand_edited_fields_of_the_wrong_type_are_named(registry_data, edit, message):
   edit(registry_data)
   with pytest.raises(registry.RegistryError, match=message):

@@ -17,6 +17,11 @@ keys exist, are required or may repeat, and their allowed values):
     versions in ascending order up to the card's own;
   * balanced code fences, no unrendered template syntax, a final newline.
 
+A placeholder model page (`validate_placeholder`) and a publisher page
+(`validate_publisher_page`) have their own; `validate_tree` checks what only the
+whole docs tree can show: every publisher has its page, every deployment's parent
+its card.
+
 A deployment's card (`validate_deployment`) has its own, shorter contract:
 line 1 `# <Word> <parent publisher>/<name>/<parent version>/<variant>/<version>`,
 the one-line description, metadata with the schema's `deployment_required` keys
@@ -170,6 +175,88 @@ def validate_deployment(text: str, kind: str, handle: str | None = None,
     problems.append(f"the example must load the model with {card.example_text}")
   if sum(1 for line in lines if line.startswith("```")) % 2:
     problems.append("unbalanced ``` code fences")
+  return problems
+
+
+_PLACEHOLDER_TITLE = re.compile(r"# Placeholder (?P<handle>[a-z0-9_-]+(?:/[a-z0-9_-]+)+/[1-9][0-9]*)")
+PLACEHOLDER_SECTIONS = ("Overview", "References")
+_PUBLISHER_TITLE = re.compile(r"# Publisher (?P<name>[a-z0-9_-]+)")
+_ICON = re.compile(r"\[!\[Icon URL\]\]\(https?://\S+\)")
+
+
+def validate_placeholder(text: str, handle: str | None = None,
+                         schema: registry.CardSchema | None = None) -> list[str]:
+  """The contract's problems with a placeholder model page's card: line 1
+  `# Placeholder <publisher>/<name>/<version>`, the one-line description, metadata
+  with the schema's task key (`module-type`, `task`) and no deployment's key, the
+  sections Overview and References."""
+  schema = schema or registry.default().card_schema()
+  problems = _text_problems(text)
+  lines = text.split("\n")
+  title = _PLACEHOLDER_TITLE.fullmatch(lines[0])
+  if not title:
+    problems.append(f"line 1 must read '# Placeholder <publisher>/<name>/<version>', got "
+                    f"{lines[0]!r}")
+  elif handle is not None and title["handle"] != handle:
+    problems.append(f"line 1 names {title['handle']!r}, but the card is for {handle!r}")
+  description = lines[1] if len(lines) > 1 else ""
+  if not description.strip() or description.startswith(("#", "<!--")) or not description.endswith("."):
+    problems.append(f"line 2 must be a one-line description ending in '.', got {description!r}")
+  metadata = _read_metadata(lines, problems)
+  task = schema.key("module-type")
+  problems.extend(_check_metadata(metadata, None, schema, required=(task,)))
+  for key in schema.deployment_required:
+    if key in metadata and key not in schema.required:
+      problems.append(f"metadata {key!r} belongs on a deployment's card, not a placeholder's")
+  sections = [line[3:] for _, line in _outside_code(lines) if line.startswith("## ")]
+  if tuple(sections) != PLACEHOLDER_SECTIONS:
+    problems.append(f"a placeholder card has the sections {', '.join(PLACEHOLDER_SECTIONS)} "
+                    f"in this order, got {', '.join(sections) or 'none'}")
+  return problems
+
+
+def validate_publisher_page(text: str, publisher: str | None = None) -> list[str]:
+  """The contract's problems with a publisher page: line 1 `# Publisher <name>`, its
+  display name on line 2, before the first section only blank lines and an optional
+  `[![Icon URL]](<url>)` line, and at least one `## ` section."""
+  problems = _text_problems(text)
+  lines = text.split("\n")
+  title = _PUBLISHER_TITLE.fullmatch(lines[0])
+  if not title:
+    problems.append(f"line 1 must read '# Publisher <name>', got {lines[0]!r}")
+  elif publisher is not None and title["name"] != publisher:
+    problems.append(f"line 1 names publisher {title['name']!r}, but the page is {publisher!r}'s")
+  name = lines[1] if len(lines) > 1 else ""
+  if not name.strip() or name.startswith(("#", "<!--", "[")):
+    problems.append(f"line 2 must be the publisher's display name, got {name!r}")
+  body = [n for n, line in enumerate(lines) if line.startswith("#")][1:2]
+  for n in range(2, body[0] if body else len(lines)):
+    if lines[n].strip() and not _ICON.fullmatch(lines[n]):
+      problems.append(f"line {n + 1}: only an icon line '[![Icon URL]](<url>)' may come "
+                      f"before the first section, got {lines[n]!r}")
+  if not any(line.startswith("## ") for line in lines):
+    problems.append("the page has no '## ' section")
+  return problems
+
+
+def validate_tree(texts: dict[str, str]) -> list[str]:
+  """The rules a whole docs tree (relative path -> text) must meet beyond each card's:
+  every publisher a card is filed under has its page (`<publisher>/<publisher>.md`),
+  and every deployment's `parent-model` has its card in the tree
+  (`<publisher>/models/<rest of the handle>/<version>.md`)."""
+  problems = []
+  pages = {p for p in texts if p.count("/") == 1 and p == f"{p.split('/')[0]}/{p.split('/')[0]}.md"}
+  for publisher in sorted({p.split("/")[0] for p in texts} - {p.split("/")[0] for p in pages}):
+    problems.append(f"{publisher}/: the publisher has no page {publisher}/{publisher}.md")
+  for path, text in sorted(texts.items()):
+    for line in text.split("\n"):
+      match = _METADATA.fullmatch(line)
+      if match and match["key"] == "parent-model":
+        publisher, rest = (match["value"].split("/", 1) + [""])[:2]
+        parent_card = f"{publisher}/models/{rest}.md"
+        if parent_card not in texts:
+          problems.append(f"{path}: its parent-model {match['value']!r} has no card "
+                          f"{parent_card} in the tree")
   return problems
 
 

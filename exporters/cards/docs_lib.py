@@ -73,6 +73,17 @@ def deployment_card_path(deployment: registry.Deployment) -> pathlib.PurePosixPa
       _field(deployment.extra, "card_folder", _where(deployment)), f"{deployment.version}.md")
 
 
+def placeholder_card_path(placeholder: registry.Placeholder) -> pathlib.PurePosixPath:
+  """`<publisher>/models/<rest of its handle>/<version>.md`, as tfhub.dev kept them."""
+  publisher, rest = placeholder.handle.split("/", 1)
+  return pathlib.PurePosixPath(publisher, "models", rest, f"{placeholder.version}.md")
+
+
+def publisher_page_path(publisher: str) -> pathlib.PurePosixPath:
+  """`<publisher>/<publisher>.md`, where the hub looks for a publisher's page."""
+  return pathlib.PurePosixPath(publisher, f"{publisher}.md")
+
+
 def _where(deployment: registry.Deployment) -> str:
   return f"[deployments.{deployment.name}]"
 
@@ -194,19 +205,74 @@ def render_deployment_card(deployment: registry.Deployment,
                            card_schema: str | None = None) -> str:
   """The card of a deployment, unvalidated; RegistryError for a missing field."""
   context = deployment_card_context(deployment, card_schema)
-  name = f"{context['card_family']}_deployment.md.j2"
+  return _render(env, f"{context['card_family']}_deployment.md.j2", context, _where(deployment))
+
+
+def placeholder_card_context(placeholder: registry.Placeholder, reg: registry.Registry,
+                             card_schema: str | None = None) -> dict:
+  """What a placeholder's card template may print: its handle, its metadata lines in the
+  schema (the task is its deployments' parents'), its model family's texts."""
+  where = f"[placeholders.{placeholder.model.name}]"
+  children = reg.placeholder_children(placeholder)
+  if not children:
+    raise registry.RegistryError(f"registry {where} is the parent of no deployment")
+  release = children[0].parent
+  schema = reg.card_schema(card_schema)
+  metadata = []
+  for line in _field(placeholder.extra, "card_metadata", where):
+    key = schema.key(line)
+    values = {c.parent.module_type: schema.values[key].for_release(c.parent)
+              for c in children} if key in schema.values else {}
+    if len(set(values.values())) != 1 or None in values.values():
+      raise registry.RegistryError(
+          f"registry {where} card_metadata names {line!r}, for which card schema "
+          f"{schema.name} gives its deployments' parents no one value")
+    metadata.append((key, values.popitem()[1]))
+  model_fields = {f.name: getattr(release.model, f.name)
+                  for f in dataclasses.fields(release.model) if f.name != "extra"}
+  model_fields.update(release.model.extra, checkpoint_label=release.model.checkpoint_label)
+  return {"card_family": _field(placeholder.extra, "card_family", where),
+          "title_handle": placeholder.handle_with_version, "metadata": metadata,
+          "family": _family_texts(release, model_fields), "card_schema": schema.name}
+
+
+def render_placeholder_card(placeholder: registry.Placeholder, reg: registry.Registry,
+                            env: jinja2.Environment | None = None,
+                            card_schema: str | None = None) -> str:
+  """The card of a placeholder model page, unvalidated; RegistryError for a missing field."""
+  context = placeholder_card_context(placeholder, reg, card_schema)
+  return _render(env, f"{context['card_family']}.md.j2", context,
+                 f"[placeholders.{placeholder.model.name}]")
+
+
+def render_publisher_page(publisher: str, reg: registry.Registry,
+                          env: jinja2.Environment | None = None) -> str:
+  """The page of `publisher` ([publisher_pages.<publisher>]); RegistryError without one."""
+  if publisher not in reg.publisher_pages:
+    raise registry.RegistryError(
+        f"registry has no [publisher_pages.{publisher}], and cards are filed under "
+        f"{publisher!r}; every publisher needs its page (the hub refuses a tree without it)")
+  return _render(env, "publisher.md.j2", {"name": publisher,
+                                          "page": reg.publisher_pages[publisher]},
+                 f"[publisher_pages.{publisher}]")
+
+
+def _render(env: jinja2.Environment | None, name: str, context: dict, where: str) -> str:
+  """A deployment's, placeholder's or publisher page's template rendered; RegistryError
+  naming the registry table `where` for a missing template or value."""
   try:
     return (env or environment()).get_template(name).render(context)
   except jinja2.TemplateNotFound:
-    raise registry.RegistryError(f"{_where(deployment)} card_family {context['card_family']!r} has no "
-                                 f"template {name} in {TEMPLATE_DIR}") from None
+    raise registry.RegistryError(f"registry {where}: card_family {context.get('card_family')!r} "
+                                 f"has no template {name} in {TEMPLATE_DIR}") from None
   except jinja2.UndefinedError as e:
-    raise registry.RegistryError(f"{deployment.handle}: template {name} needs a value the "
+    raise registry.RegistryError(f"registry {where}: template {name} needs a value the "
                                  f"registry does not give: {e.message}") from e
 
 
 def render_cards(config: DocsConfig, reg: registry.Registry | None = None) -> dict[str, str]:
-  """Relative path -> card text for the selected releases, every card validated.
+  """Relative path -> card text for the selected releases and their deployments (with the
+  placeholder cards and publisher pages they need), every card validated.
 
   Raises CardError listing the problems of every invalid card.
   """
@@ -221,13 +287,31 @@ def render_cards(config: DocsConfig, reg: registry.Registry | None = None) -> di
     problems.extend(f"{path}: {p}" for p in card_validator.validate(
         text, release.handle_with_version, schema))
     cards[path] = text
-  for deployment in reg.deployments(models=config.models, module_types=config.module_types,
-                                    versions=config.versions):
+  deployments = reg.deployments(models=config.models, module_types=config.module_types,
+                                versions=config.versions)
+  for deployment in deployments:
     path = str(deployment_card_path(deployment))
     text = render_deployment_card(deployment, env, schema.name)
     problems.extend(f"{path}: {p}" for p in card_validator.validate_deployment(
         text, deployment.kind, deployment.card_handle, schema))
     cards[path] = text
+  # The parent pages of the chosen deployments that are no release, then the page of every
+  # publisher a card is filed under; a whole tree must also meet the tree's rules.
+  placeholders = {d.placeholder.handle: d.placeholder for d in deployments if d.placeholder}
+  for placeholder in placeholders.values():
+    path = str(placeholder_card_path(placeholder))
+    text = render_placeholder_card(placeholder, reg, env, schema.name)
+    problems.extend(f"{path}: {p}" for p in card_validator.validate_placeholder(
+        text, placeholder.handle_with_version, schema))
+    cards[path] = text
+  for publisher in dict.fromkeys(p.split("/")[0] for p in list(cards)):
+    path = str(publisher_page_path(publisher))
+    text = render_publisher_page(publisher, reg, env)
+    problems.extend(f"{path}: {p}" for p in card_validator.validate_publisher_page(
+        text, publisher))
+    cards[path] = text
+  if not config.filtered:
+    problems.extend(card_validator.validate_tree(cards))
   if problems:
     raise card_validator.CardError(f"{len(problems)} problems in generated cards", problems)
   return cards
@@ -376,12 +460,16 @@ def _existing_cards(out: pathlib.Path, reg: registry.Registry) -> list[str]:
     found.extend(p.relative_to(out).as_posix() for p in root.glob("*/*/*.md")
                  if p.parent.name in registry.MODULE_TYPES and p.stem.isdigit())
   # Deployment cards: `<variant>/<card folder>/<version>.md` under any publisher's models.
-  publishers = {*reg.publisher_names, *(p.handle.split("/")[0] for p in reg.placeholders.values())}
-  for publisher in sorted(publishers):
+  for publisher in reg.page_publishers:
     for card_folder in card_folders:
       found.extend(p.relative_to(out).as_posix()
                    for p in (out / publisher / "models").rglob(f"{card_folder}/*.md")
                    if p.stem.isdigit() and p.parents[2].name.isdigit())
+  # Placeholder cards (`<handle>/<version>.md` under models/) and publisher pages.
+  found.extend(str(placeholder_card_path(p)) for p in reg.placeholders.values()
+               if (out / placeholder_card_path(p)).is_file())
+  found.extend(str(publisher_page_path(name)) for name in reg.page_publishers
+               if (out / publisher_page_path(name)).is_file())
   return sorted(set(found))
 
 

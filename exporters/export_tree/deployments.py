@@ -155,7 +155,9 @@ def check_converter(config: ExportAllConfig, jobs: list[DeploymentJob]) -> None:
   from exporters import formats
   todo = [j for j in jobs if not j.up_to_date]
   for kind in dict.fromkeys(j.deployment.kind for j in todo):
-    problem = formats.converter_for(kind).environment_problem(converter_tool(config, kind))
+    variants = {j.deployment.variant for j in todo if j.deployment.kind == kind}
+    problem = formats.converter_for(kind).environment_problem(converter_tool(config, kind),
+                                                              variants)
     if problem:
       count = sum(j.deployment.kind == kind for j in todo)
       raise ExportError(f"{problem}; {count} {kind} deployment(s) need it (or pass "
@@ -197,7 +199,8 @@ def _convert(job: DeploymentJob, parent_ok: bool, config: ExportAllConfig,
   try:
     model = converter.convert(str(parent.export_dir), str(job.output_dir),
                               converter_tool(config, job.deployment.kind),
-                              verify=None if problem else _verifier(job, converter))
+                              verify=None if problem else _verifier(job, converter),
+                              variant=job.deployment.variant)
   except ExportError as e:
     return Outcome(time.monotonic() - start, _one_line(str(e)))
   verification = model.verification or {"verified": False, "reason": problem}
@@ -226,7 +229,8 @@ def _verifier(job: DeploymentJob, converter) -> Callable[[str], dict]:
   def verify(model_dir: str) -> dict:
     return converter.verify_release_deployment(model_dir, job.parent.release,
                                                job.reference.expected(),
-                                               job.deployment.handle)
+                                               job.deployment.handle,
+                                               variant=job.deployment.variant)
   return verify
 
 

@@ -81,24 +81,26 @@ class DeploymentConverter(Protocol):
   """A converter module: exporters/formats/<kind>.py."""
 
   CONVERTER_NAME: str  # "the TF.js converter", in progress lines and errors.
+  VARIANTS: tuple[str, ...]  # The registry variants it makes ("default", "metadata").
   CLIENT_NAME: str  # Who verifies it: "the TF.js runtime (wasm)".
   OUTPUT_FILE: str  # The file whose presence says a converted output is in place.
   # The converter step's own code and pins (with its client's): its stamps' fingerprint.
   FINGERPRINT_SOURCES: tuple[str, ...]
 
-  def environment_problem(self, tool: str) -> str:
-    """"" when `tool` (the converter, as configured) can run, else how to build it."""
+  def environment_problem(self, tool: str, variants=()) -> str:
+    """"" when `tool` (the converter, as configured) can make `variants`, else how to
+    build it."""
 
   def runtime_problem(self) -> str:
     """"" when its client can verify here, else why not (then it is stamped unverified)."""
 
   def convert(self, parent_dir: str, output_dir: str, tool: str,
-              verify: Callable[[str], dict] | None) -> Converted:
-    """Converts the parent's export into `output_dir` (replaced whole; nothing left on a
-    failure); `verify(tmp_dir)` runs before the rename."""
+              verify: Callable[[str], dict] | None, variant: str) -> Converted:
+    """Converts the parent's export into `output_dir` as `variant` (replaced whole; nothing
+    left on a failure); `verify(tmp_dir)` runs before the rename."""
 
   def verify_release_deployment(self, model_dir: str, release: Release, expected: dict,
-                                what: str) -> dict:
+                                what: str, variant: str) -> dict:
     """The converted model in `model_dir` by its client against the Slim reference's
     outputs on the probe images; raises ExportError naming the difference."""
 

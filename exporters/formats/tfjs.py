@@ -91,7 +91,10 @@ FINGERPRINT_SOURCES = ("exporters/formats/tfjs.py", "requirements-tfjs.txt",
                        "exporters/tfjs_runtime/run_graph_model.js")
 
 
-def environment_problem(converter: str) -> str:
+VARIANTS = ("default",)
+
+
+def environment_problem(converter: str, variants=()) -> str:
   """"" when the converter `converter` is there, else how to build it."""
   if os.path.isfile(converter):
     return ""
@@ -101,8 +104,10 @@ def environment_problem(converter: str) -> str:
 
 def convert(parent_dir: str, output_dir: str, converter: str = CONVERTER,
             timeout_s: float = 1800,
-            verify: Callable[[str], dict] | None = None) -> Converted:
-  """Converts the TF1 Hub format export `parent_dir` into a TF.js graph model at `output_dir`.
+            verify: Callable[[str], dict] | None = None,
+            variant: str = "default") -> Converted:
+  """Converts the TF1 Hub format export `parent_dir` into a TF.js graph model at `output_dir`
+  (TF.js deployments have one variant, VARIANTS).
 
   `verify(model_dir)` is called on the checked model before it is moved into place; an
   ExportError it raises leaves nothing behind (an old output stays as it was).
@@ -288,7 +293,8 @@ def verify_in_runtime(model_dir: str, images, expected, what: str, backend: str 
 
 
 def verify_release_deployment(model_dir: str, release, expected: dict, what: str,
-                              backend: str = BACKEND, runtime_dir: str | None = None) -> dict:
+                              variant: str = "default", backend: str = BACKEND,
+                              runtime_dir: str | None = None) -> dict:
   """The TF.js deployment of `release` in `model_dir` against the verification reference:
   its output on `slim_graph.probe_images(release.model)` against `expected[output]`, the
   Slim reference's outputs on them (`SlimReference.expected()`), `output` being the one
