@@ -16,7 +16,7 @@ METADATA_STAMP := $(METADATA_VENV)/.installed
 TFJS_RUNTIME := exporters/tfjs_runtime
 TFJS_RUNTIME_STAMP := $(TFJS_RUNTIME)/node_modules/.installed
 
-.PHONY: install compat-env tfjs-env metadata-env tfjs-runtime test test-fast export-all docs bench publish publish-local serve clean
+.PHONY: install compat-env tfjs-env metadata-env metadata-libusb tfjs-runtime test test-fast export-all docs bench publish publish-local serve clean
 
 install: $(STAMP)
 
@@ -49,13 +49,16 @@ $(TFJS_STAMP): requirements-tfjs.txt requirements-tfjs-nodeps.txt constraints-tf
 # The TFLite metadata writer (tflite-support) in its own environment: see
 # requirements-metadata.txt. Its native module needs Debian's libusb-1.0-0,
 # installed here when missing (as root, or through sudo).
-metadata-env: $(METADATA_STAMP)
+metadata-env: metadata-libusb $(METADATA_STAMP)
 
-$(METADATA_STAMP): requirements-metadata.txt requirements-metadata-nodeps.txt constraints-metadata.txt
+metadata-libusb:
 	@ldconfig -p | grep -q 'libusb-1.0.so.0 ' || { \
+	  echo "installing Debian's libusb-1.0-0 (the TFLite metadata writer links it)"; \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get install -y -q libusb-1.0-0 >/dev/null 2>&1 || \
 	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q libusb-1.0-0 >/dev/null; }; }
+
+$(METADATA_STAMP): requirements-metadata.txt requirements-metadata-nodeps.txt constraints-metadata.txt
 	$(PYTHON_BOOT) -m venv $(METADATA_VENV)
 	$(METADATA_PY) -m pip install --quiet --upgrade pip
 	$(METADATA_PY) -m pip install --quiet -r requirements-metadata.txt -c constraints-metadata.txt

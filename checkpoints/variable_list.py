@@ -15,13 +15,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 import pathlib
 
 from checkpoints.errors import CheckpointError
 from checkpoints.regular_file import open_regular
 from exporters import filesystem
-from exporters.fingerprint import installed_versions, sources_sha256
+from exporters.fingerprint import cache_root, installed_versions, sources_sha256
 
 SLIM_NETS_DIR = pathlib.Path(__file__).resolve().parents[1] / "slim_nets"
 GRAPH_LIBRARIES = ("tensorflow", "tf-slim", "tf-keras")
@@ -31,8 +30,7 @@ Variables = tuple[tuple[str, tuple[int, ...]], ...]
 
 
 def cache_dir() -> pathlib.Path:
-  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-  return pathlib.Path(base) / "nasnet-hub-toolchain" / "graph-variables"
+  return cache_root() / "graph-variables"
 
 
 def cache_key(model: str) -> str:

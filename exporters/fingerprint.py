@@ -7,8 +7,16 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import os
 import pathlib
 from typing import Iterable
+
+
+def cache_root() -> pathlib.Path:
+  """The toolchain's folder in the user's cache: `$XDG_CACHE_HOME` (or `~/.cache`)
+  `/nasnet-hub-toolchain`; each cache keeps a folder of its own in it."""
+  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  return pathlib.Path(base) / "nasnet-hub-toolchain"
 
 
 def installed_versions(names: Iterable[str]) -> dict[str, str]:

@@ -26,7 +26,7 @@ A deployment's card (`validate_deployment`) has its own, shorter contract:
 line 1 `# <Word> <parent publisher>/<name>/<parent version>/<variant>/<version>`,
 the one-line description, metadata with the schema's `deployment_required` keys
 (`asset-path`, `parent-model`) where `parent-model` names the title's parent,
-and its kind's sections and usage example (DEPLOYMENT_CARDS: for TF.js `#
+and its kind's sections and usage example (its converter module's CARD: for TF.js `#
 Tfjs`, `## Origin` and `## Example use`, `tf.loadGraphModel(..., { fromTFHub:
 true })`; for TFLite `# Lite`, the five sections and the Java Interpreter).
 """
@@ -112,28 +112,6 @@ def _text_problems(text: str) -> list[str]:
   return problems
 
 
-@dataclasses.dataclass(frozen=True)
-class DeploymentCard:
-  """What a deployment kind's card must hold beyond the rules every deployment card shares."""
-  title_word: str  # Line 1: `# <title_word> <parent>/<variant>/<version>`.
-  name: str  # How problems name the card ("a TF.js card").
-  sections: tuple[str, ...]  # Its `## ` sections, in order.
-  example: str  # A regular expression the card's usage example matches ...
-  example_text: str  # ... and how a problem describes it.
-
-
-DEPLOYMENT_CARDS = {
-    "tfjs": DeploymentCard("Tfjs", "a TF.js card", ("Origin", "Example use"),
-                           r'tf\.loadGraphModel\("[^"]+", \{ fromTFHub: true \}\)',
-                           'tf.loadGraphModel("<url>", { fromTFHub: true })'),
-    "lite": DeploymentCard("Lite", "a TFLite card",
-                           ("Description", "Resources", "Inputs", "Outputs", "Usage"),
-                           r"tflite = new Interpreter\(tfliteModel\);",
-                           "tflite = new Interpreter(tfliteModel);"),
-}
-assert DEPLOYMENT_CARDS.keys() == registry.DEPLOYMENT_KINDS.keys()
-
-
 def validate_deployment(text: str, kind: str, handle: str | None = None,
                         schema: registry.CardSchema | None = None) -> list[str]:
   """The contract's problems with the card of a deployment of `kind` (see the module
@@ -142,7 +120,8 @@ def validate_deployment(text: str, kind: str, handle: str | None = None,
   `handle`, if given, is the title's (`google/imagenet/nasnet_mobile/classification/1/default/1`).
   """
   schema = schema or registry.default().card_schema()
-  card = DEPLOYMENT_CARDS[kind]
+  from exporters import formats
+  card = formats.converter_for(kind).CARD
   word = card.title_word
   problems = _text_problems(text)
   lines = text.split("\n")

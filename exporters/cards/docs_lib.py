@@ -17,7 +17,7 @@ import pathlib
 import jinja2
 
 import registry
-from exporters import filesystem
+from exporters import filesystem, formats
 from exporters.errors import ExportError
 from exporters.cards import card_validator
 
@@ -194,6 +194,7 @@ def deployment_card_context(deployment: registry.Deployment,
       "url": hub_url + deployment.handle,
       "metadata": metadata,
       "card": card,  # The table's card fields (converter_url, ...), as the template uses them.
+      "converter": formats.converter_for(deployment.kind).CARD_FACTS,
       "card_schema": schema.name,
       "image_size": parent.model.image_size,
       "num_classes": reg.publisher.num_classes,

@@ -67,7 +67,7 @@ def stamp_verified(stamp: stamps.Stamp | None) -> bool:
 
 class _SharedReference:
   """One model's Slim reference outputs for its deployments: computed on first use, in a
-  process of its own (reference.expected_in_child_process: TF-Slim's arg scopes are one
+  process of its own (reference_cache.expected_in_child_process: TF-Slim's arg scopes are one
   global stack, so building its graph beside other graph building in this process, as a
   test session does, could give it another's arguments), dropped after its last user (each
   deployment to convert uses it once, whether or not it verifies)."""
@@ -84,8 +84,8 @@ class _SharedReference:
       raise ExportError(self._error)
     try:
       if self._expected is None:
-        from exporters.network import reference
-        self._expected = reference.expected_in_child_process(
+        from exporters.network import reference_cache
+        self._expected = reference_cache.expected_in_child_process(
             self.model, self.num_classes, str(self.checkpoint))
       return self._expected
     except ExportError as e:

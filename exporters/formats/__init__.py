@@ -77,9 +77,31 @@ class Converted:
   verification: dict | None = None  # What `verify` returned (None: no verify given).
 
 
+@dataclasses.dataclass(frozen=True)
+class DeploymentCard:
+  """What a deployment kind's card must hold beyond the rules every deployment card shares
+  (exporters.cards.card_validator.validate_deployment checks them)."""
+  title_word: str  # Line 1: `# <title_word> <parent>/<variant>/<version>`.
+  name: str  # How problems name the card ("a TF.js card").
+  sections: tuple[str, ...]  # Its `## ` sections, in order.
+  example: str  # A regular expression the card's usage example matches ...
+  example_text: str  # ... and how a problem describes it.
+
+
+@dataclasses.dataclass(frozen=True)
+class ServeQuery:
+  """How a hub serves a deployment kind: `GET <handle>[/<file>]?<parameter>=<value>`."""
+  parameter: str  # "tfjs-format"
+  value: str  # The one value served: "file".
+  file: str | None  # The file it answers with; None: the one the path's last segment names.
+
+
 class DeploymentConverter(Protocol):
   """A converter module: exporters/formats/<kind>.py."""
 
+  CARD: DeploymentCard  # Its card's contract.
+  CARD_FACTS: dict[str, str]  # What its card states that the converter decides (`converter.*`).
+  SERVE_QUERY: ServeQuery  # How `serve` answers for it.
   CONVERTER_NAME: str  # "the TF.js converter", in progress lines and errors.
   VARIANTS: tuple[str, ...]  # The registry variants it makes ("default", "metadata").
   CLIENT_NAME: str  # Who verifies it: "the TF.js runtime (wasm)".

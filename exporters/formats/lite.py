@@ -49,13 +49,18 @@ from typing import Callable
 
 from exporters import child_processes, filesystem
 from exporters.errors import ExportError
-from exporters.formats import Converted
+from exporters.formats import Converted, DeploymentCard, ServeQuery
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 MODEL_FILE = "model.tflite"
 SAVED_MODEL_PB = "saved_model.pb"
 # The converter protocol (exporters.formats.DeploymentConverter).
+CARD = DeploymentCard("Lite", "a TFLite card",
+                      ("Description", "Resources", "Inputs", "Outputs", "Usage"),
+                      r"tflite = new Interpreter\(tfliteModel\);",
+                      "tflite = new Interpreter(tfliteModel);")
+SERVE_QUERY = ServeQuery("lite-format", "tflite", MODEL_FILE)  # The model, whole.
 CONVERTER_NAME = "the TFLite converter"
 CLIENT_NAME = "LiteRT"
 OUTPUT_FILE = MODEL_FILE
@@ -75,6 +80,7 @@ NORMALIZATION_STD = 127.5
 METADATA_PYTHON = os.path.join(REPO, ".venv-metadata", "bin", "python")
 METADATA_TOOL = os.path.join(REPO, "exporters", "formats", "lite_metadata_tool.py")
 LABELS_FILE = "labels.txt"  # Its name inside the model, as the metadata names it.
+CARD_FACTS = {"image_mean": repr(NORMALIZATION_MEAN), "image_std": repr(NORMALIZATION_STD)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,9 +102,15 @@ LABELS_SOURCE = LabelsSource("tensorflow_datasets", "datasets/siscore/labels.py"
 def environment_problem(tool: str, variants=()) -> str:
   """The converter is this project's TensorFlow: always here; the metadata variant needs
   the metadata writer's environment."""
-  if METADATA_VARIANT in variants and not os.path.isfile(METADATA_PYTHON):
+  if METADATA_VARIANT not in variants:
+    return ""
+  if not os.path.isfile(METADATA_PYTHON):
     return (f"the TFLite metadata writer's environment {os.path.dirname(os.path.dirname(METADATA_PYTHON))} "
             f"is missing; build it with `make metadata-env`")
+  import ctypes.util
+  if ctypes.util.find_library("usb-1.0") is None:  # The writer's native module links it.
+    return ("the TFLite metadata writer needs Debian's libusb-1.0-0, which is not installed; "
+            "`make metadata-env` installs it")
   return ""
 
 

@@ -58,7 +58,7 @@ from typing import Callable
 
 from exporters import child_processes, filesystem
 from exporters.errors import ExportError
-from exporters.formats import Converted
+from exporters.formats import Converted, DeploymentCard, ServeQuery
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONVERTER = os.path.join(REPO, ".venv-tfjs", "bin", "tensorflowjs_converter")
@@ -77,6 +77,12 @@ RUNTIME_PACKAGES = ("@tensorflow/tfjs-core", "@tensorflow/tfjs-converter",
 
 
 # The converter protocol (exporters.formats.DeploymentConverter).
+CARD = DeploymentCard("Tfjs", "a TF.js card", ("Origin", "Example use"),
+                      r'tf\.loadGraphModel\("[^"]+", \{ fromTFHub: true \}\)',
+                      'tf.loadGraphModel("<url>", { fromTFHub: true })')
+# tf.loadGraphModel(..., {fromTFHub: true}) asks for each file by name.
+SERVE_QUERY = ServeQuery("tfjs-format", "file", None)
+CARD_FACTS: dict[str, str] = {}
 CONVERTER_NAME = "the TF.js converter"
 CLIENT_NAME = f"the TF.js runtime ({BACKEND})"
 OUTPUT_FILE = MODEL_JSON

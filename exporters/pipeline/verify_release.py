@@ -1,7 +1,8 @@
 """Verifies a release on disk (written here, or downloaded from a hub) against a checkpoint.
 
 The same check a model run makes before it puts a release in place: the Slim
-reference is constructed from the checkpoint, the checkpoint is read whole
+reference is constructed from the checkpoint (or its values of this checkpoint
+read from the reference cache, exporters/network/reference_cache.py), the checkpoint is read whole
 and matched to it, and the release's format verifier loads the files with
 its client and compares them with the reference (exporters.verification's
 rules). `python -m exporters.verify` is its command line.
@@ -57,7 +58,7 @@ def verify_release(config: VerifyConfig, log: Callable[[str], None] = lambda _: 
   """Raises ExportError with one line naming what differs (or what could not be read)."""
   from exporters import formats
   from exporters.network import checkpoint_reader
-  from exporters.network.reference import SlimReference
+  from exporters.network.reference_cache import CachedReference
 
   registry = registry or registry_lib.default()
   try:
@@ -67,8 +68,9 @@ def verify_release(config: VerifyConfig, log: Callable[[str], None] = lambda _: 
   if not os.path.isdir(config.export_dir):
     raise ExportError(f"--export_dir {config.export_dir!r} is not a directory")
   contents = checkpoint_reader.read_all(config.checkpoint_path)
-  reference = SlimReference(release.model, registry.publisher.num_classes,
-                            config.checkpoint_path)
+  # The reference's values of this checkpoint, computed once and kept between runs.
+  reference = CachedReference(release.model, registry.publisher.num_classes,
+                              config.checkpoint_path)
   prefix = f"{release.handle_with_version}: "
   try:
     checkpoint = checkpoint_reader.select(release.model.name, contents, reference.variables)

@@ -17,7 +17,7 @@ it with the same query; `GET /<tfjs handle>` (its last segment a version)
 answers its card, like a version's. Another `tfjs-format` value is 400. A
 TFLite deployment is fetched whole, `<handle>?lite-format=tflite`, as
 tfhub.dev served it; another `lite-format` value is 400. Each deployment
-kind's query is DEPLOYMENT_QUERIES'.
+kind's query is its converter module's SERVE_QUERY.
 
 tensorflow_hub's HttpCompressedFileResolver requests `<url>?tf-hub-format=compressed`
 and unpacks the response as a tar stream, following redirects, so
@@ -61,12 +61,10 @@ import sys
 import threading
 import urllib.parse
 
+import registry
+from exporters import formats
 from exporters.publishing.publish_lib import ARCHIVE_SUFFIX, MANIFEST_SUFFIX
 
-# Deployment kind -> (query parameter, the one value served, the file it answers with:
-# None for the file named by the path's last segment).
-DEPLOYMENT_QUERIES = {"tfjs": ("tfjs-format", "file", None),
-                      "lite": ("lite-format", "tflite", "model.tflite")}
 DEFAULT_HOST = "127.0.0.1"
 LISTEN_BACKLOG = 256  # Python's default (5) resets connections under a burst of clients.
 IDLE_TIMEOUT_S = 30.0
@@ -85,6 +83,11 @@ class Answer:
   path: str | None = None  # File to send.
   location: str | None = None  # For redirects.
   message: str = ""
+
+
+def _deployment_queries() -> dict[str, formats.ServeQuery]:
+  """Deployment kind -> how it is asked for (its converter module's SERVE_QUERY)."""
+  return {kind: formats.converter_for(kind).SERVE_QUERY for kind in registry.DEPLOYMENT_KINDS}
 
 
 def _content_type(path: str) -> str:
@@ -154,8 +157,8 @@ def resolve(root: str, url: str) -> Answer:
   parsed = urllib.parse.urlsplit(url)
   query = urllib.parse.parse_qs(parsed.query)
   hub_format = query.get("tf-hub-format", [None])[-1]
-  asked = {kind: query[name][-1] for kind, (name, _, _) in DEPLOYMENT_QUERIES.items()
-           if name in query}
+  queries = _deployment_queries()
+  asked = {kind: query[q.parameter][-1] for kind, q in queries.items() if q.parameter in query}
   segments = _segments(parsed.path)
   if not segments:
     return Answer(404, message="not found; ask for /<publisher>/<collection>/<model>/"
@@ -164,7 +167,7 @@ def resolve(root: str, url: str) -> Answer:
     return Answer(400, message=f"tf-hub-format={hub_format} is not served here; this server "
                                f"serves only tf-hub-format=compressed")
   for kind, value in asked.items():
-    name, served, file_name = DEPLOYMENT_QUERIES[kind]
+    name, served, file_name = queries[kind].parameter, queries[kind].value, queries[kind].file
     if value != served or hub_format is not None or len(asked) > 1:
       return Answer(400, message=f"{name}={value} is not served here; this server serves "
                                  f"only {name}={served}")
